@@ -61,6 +61,84 @@ def project_trainer(params: TrainParams, train_split: Split) -> Runner:
     return run
 
 
+class GradientSink:
+    """An optimizer stand-in that consumes the gradients and changes no weight.
+
+    With it, the train stage's loop times its step without the update: the forward and
+    backward passes alone, a ceiling for any training step of this model built from
+    TensorFlow's kernels. Summing the gradients into a variable keeps them from being pruned.
+    """
+
+    def build(self, variables: list[tf.Variable]) -> None:
+        self.total = tf.Variable(0.0, trainable=False)
+
+    def apply(self, gradients: list[tf.Tensor], variables: list[tf.Variable]) -> None:
+        self.total.assign_add(tf.add_n([tf.reduce_sum(gradient) for gradient in gradients]))
+
+
+def gradients_only_trainer(params: TrainParams, train_split: Split) -> Runner:
+    """The train stage's loop with ``GradientSink`` for an optimizer: its ceiling."""
+    training.seed_everything(params.seed)
+    run_chunk = training.make_chunk_runner(build_model(params), GradientSink(), train_split)
+    count = len(train_split.x)
+
+    def run(steps: int) -> None:
+        schedule = training.batch_schedule(count, params.batch_size, steps, params.seed)
+        float(run_chunk(schedule)[0])
+
+    return run
+
+
+def training_flops_per_image(model: keras.Model) -> int:
+    """Floating-point operations of one training image through ``model``, counted by hand.
+
+    A multiply-add is 2; the forward pass is the convolutions' and dense layers' products
+    (biases, pooling and activations are left out); the backward pass costs twice as much,
+    but for the input gradient of the first layer, which nothing needs.
+    """
+    forward = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            kernel = layer.kernel.shape  # (height, width, in, out)
+            positions = int(np.prod(layer.output.shape[1:3]))
+            forward.append(2 * positions * int(np.prod(kernel)))
+        elif isinstance(layer, keras.layers.Dense):
+            forward.append(2 * int(np.prod(layer.kernel.shape)))
+    return 3 * sum(forward) - forward[0]
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5, products: int = 10) -> float:
+    """The machine's float32 matrix-product rate through TensorFlow, best of ``repeats``."""
+    a = tf.random.stateless_normal([size, size], seed=[0, 1])
+    b = tf.random.stateless_normal([size, size], seed=[0, 2])
+
+    @tf.function
+    def multiply() -> tf.Tensor:
+        total = tf.constant(0.0)
+        for _ in tf.range(products):
+            total += tf.matmul(a, b)[0, 0]  # one product per iteration, none folded away
+        return total
+
+    float(multiply())  # trace
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        float(multiply())
+        seconds.append(time.perf_counter() - started)
+    return 2 * size**3 * products / min(seconds) / 1e9
+
+
+def arithmetic_limit(params: TrainParams) -> dict[str, float]:
+    """What the machine's matrix-product rate allows for training images/s of this model."""
+    flops = training_flops_per_image(build_model(params))
+    gflops = matmul_gflops()
+    return {
+        "matmul_gflops": round(gflops, 1),
+        "training_mflop_per_image": round(flops / 1e6, 2),
+        "images_per_second": round(gflops * 1e9 / flops),
+    }
+
+
 def keras_fit_trainer(params: TrainParams, train_split: Split) -> Runner:
     """Plain ``model.fit`` on NumPy arrays, same model, optimizer and loss."""
     model = build_model(params)
@@ -356,6 +434,7 @@ def throughput_figures(
             "train_stage": project_trainer(params, train_split),
             "keras_fit": keras_fit_trainer(params, train_split),
             "tf1_feed_dict": tf1_trainer(params, train_split),
+            "gradients_only": gradients_only_trainer(params, train_split),
         },
         steps,
         repeats,
@@ -402,6 +481,12 @@ def format_table(results: dict) -> str:
     }
     for key, (label, unit) in labels.items():
         lines.append(f"{label:<50}{results['pipeline'][key]:>10,.2f} {unit}")
+    limit = results["arithmetic_limit"]
+    lines.append(
+        f"arithmetic limit: {limit['matmul_gflops']:,.0f} GFLOP/s of matmul / "
+        f"{limit['training_mflop_per_image']:.2f} MFLOP per training image = "
+        f"{limit['images_per_second']:,.0f} images/s"
+    )
     return "\n".join(lines)
 
 
@@ -467,6 +552,7 @@ def main(argv: list[str] | None = None) -> None:
             args.repeats,
         ),
         "pipeline": pipeline,
+        "arithmetic_limit": arithmetic_limit(train_params),
     }
     load_after = os.getloadavg()
     results["load_average"] = {

@@ -53,7 +53,9 @@ def test_every_contender_trains_and_infers_and_the_table_shows_it(tiny_params):
         tiny_params, tiny_split(40, 1), tiny_split(20, 2), eval_batch_size=8, steps=2, repeats=1
     )
     train, inference = figures["train"], figures["inference"]
-    assert set(train["images_per_second"]) == {"train_stage", "keras_fit", "tf1_feed_dict"}
+    assert set(train["images_per_second"]) == {
+        "train_stage", "keras_fit", "tf1_feed_dict", "gradients_only",
+    }  # fmt: skip
     assert set(inference["images_per_second"]) == {"evaluate_stage", "tf1_feed_dict"}
     for summary in (train, inference):
         assert all(rate > 0 for rate in summary["images_per_second"].values()), summary
@@ -61,10 +63,41 @@ def test_every_contender_trains_and_infers_and_the_table_shows_it(tiny_params):
     pipeline = {"download_preprocess_seconds": 4.0, "noop_repro_seconds": 0.5,
                 "train_peak_memory_mib": 1000.0}  # fmt: skip
     results = {"data": "tiny", "batch_size": 8, "memory_run_steps": 4, "pipeline": pipeline,
-               "load_average": {"before": [1, 1, 1], "after": [2, 2, 2]}, **figures}  # fmt: skip
+               "load_average": {"before": [1, 1, 1], "after": [2, 2, 2]}, **figures,
+               "arithmetic_limit": {"matmul_gflops": 300.0, "training_mflop_per_image": 19.55,
+                                    "images_per_second": 15345}}  # fmt: skip
     table = bench.format_table(results)
-    for name in ("train_stage", "keras_fit", "evaluate_stage", "no-op dvc repro", "1,000.00 MiB"):
+    for name in ("train_stage", "keras_fit", "gradients_only", "evaluate_stage",
+                 "no-op dvc repro", "1,000.00 MiB", "= 15,345 images/s"):  # fmt: skip
         assert name in table
+
+
+def test_training_flops_of_the_tutorial_network_match_a_hand_count():
+    params = load_params(REPO_ROOT / "params.yaml", sections=("train",)).train
+    conv1, conv2 = 2 * 28 * 28 * 5 * 5 * 16, 2 * 14 * 14 * 5 * 5 * 16 * 36
+    fc, logits = 2 * 1764 * 128, 2 * 128 * 10
+    # Forward, then twice that backward, less conv1's unneeded input gradient.
+    expected = 3 * (conv1 + conv2 + fc + logits) - conv1
+    assert bench.training_flops_per_image(build_model(params)) == expected == 19_551_232
+
+
+def test_gradient_sink_computes_gradients_and_changes_no_weight(tiny_params):
+    split = tiny_split(40, 1)
+    model = build_model(tiny_params)
+    before = [weight.numpy() for weight in model.weights]
+    sink = bench.GradientSink()
+    run_chunk = bench.training.make_chunk_runner(model, sink, split)
+    run_chunk(bench.training.batch_schedule(40, 8, 3, 0))
+    assert float(sink.total) != 0.0, "the gradients were computed and consumed"
+    for old, new in zip(before, model.weights, strict=True):
+        np.testing.assert_array_equal(old, new.numpy())
+
+
+def test_matmul_rate_is_positive_and_limit_divides_it(tiny_params):
+    assert bench.matmul_gflops(size=64, repeats=1, products=2) > 0
+    limit = bench.arithmetic_limit(tiny_params)
+    flops = limit["training_mflop_per_image"] * 1e6
+    assert limit["images_per_second"] == pytest.approx(limit["matmul_gflops"] * 1e9 / flops, 0.01)
 
 
 @pytest.mark.slow
