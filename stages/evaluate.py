@@ -9,7 +9,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -20,14 +19,14 @@ from stages.arrays import Split, load_split
 from stages.atomic import atomic_path, write_json
 from stages.errors import run_stage
 from stages.figures import image_grid, save_figure
-from stages.models import load_model, predict_logits
+from stages.models import load_model, loss_and_accuracy, predict_logits
 from stages.params import load_params
 
 
 def test_metrics(split: Split, logits: np.ndarray) -> dict:
     """Accuracy, mean cross-entropy and per-class precision / recall / F1 (by class name)."""
     predicted = logits.argmax(axis=1)
-    loss = keras.losses.categorical_crossentropy(split.y, logits, from_logits=True)
+    loss, accuracy = loss_and_accuracy(logits, split.y)
     report = classification_report(
         split.labels,
         predicted,
@@ -41,8 +40,8 @@ def test_metrics(split: Split, logits: np.ndarray) -> dict:
         for name in split.class_names
     }
     return {
-        "accuracy": float(np.mean(predicted == split.labels)),
-        "loss": float(np.mean(loss)),
+        "accuracy": accuracy,
+        "loss": loss,
         "macro_f1": float(report["macro avg"]["f1-score"]),
         "per_class": per_class,
     }

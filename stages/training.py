@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from stages import models
 from stages.arrays import Split
-from stages.models import build_model, predict_logits
 from stages.params import TrainParams
 
 HISTORY_COLUMNS = ["step", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"]
@@ -74,10 +74,7 @@ def loss_and_accuracy(
     model: keras.Model, split: Split, batch_size: int = EVAL_BATCH_SIZE
 ) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``split``, in inference mode."""
-    logits = predict_logits(model, split.x, batch_size)
-    loss = keras.losses.categorical_crossentropy(split.y, logits, from_logits=True)
-    accuracy = np.mean(np.argmax(logits, axis=1) == split.labels)
-    return float(np.mean(loss)), float(accuracy)
+    return models.loss_and_accuracy(models.predict_logits(model, split.x, batch_size), split.y)
 
 
 def make_chunk_runner(model: keras.Model, optimizer, train: Split) -> Callable:
@@ -128,7 +125,7 @@ def train(
         The trained model, its history and final metrics.
     """
     seed_everything(params.seed)
-    model = build_model(params)
+    model = models.build_model(params)
     optimizer = make_optimizer(params)
     run_chunk = make_chunk_runner(model, optimizer, train_split)
     schedule = batch_schedule(len(train_split.x), params.batch_size, params.steps, params.seed)
