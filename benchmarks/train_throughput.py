@@ -67,8 +67,9 @@ def gradients_only_trainer(params: TrainParams, train_split: Split) -> Runner:
 
     The same model, loss, batches and compiled loop as ``training.make_chunk_runner``, but the
     gradients are only summed into the loop's result (which keeps them from being pruned);
-    no weight changes. Writing that sum to a variable instead made the loop slower than the
-    full step with Adam, some rounds, so it would not be a ceiling.
+    no weight changes. Steps run one after another, as they must when each step's forward
+    pass needs the weights the previous one updated: left to overlap, this loop ran about 13%
+    faster than any real training step could.
     """
     training.seed_everything(params.seed)
     model = build_model(params)
@@ -80,6 +81,7 @@ def gradients_only_trainer(params: TrainParams, train_split: Split) -> Runner:
     def run_chunk(batches: tf.Tensor) -> tf.Tensor:
         total = tf.constant(0.0)
         for step in tf.range(tf.shape(batches)[0]):
+            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
             x, y = tf.gather(images, batches[step]), tf.gather(labels, batches[step])
             with tf.GradientTape() as tape:
                 loss = loss_fn(y, model(x, training=True))
