@@ -19,14 +19,14 @@ from stages.arrays import Split, load_split
 from stages.atomic import atomic_path, write_json
 from stages.errors import run_stage
 from stages.figures import image_grid, save_figure
-from stages.models import load_model, loss_and_accuracy, predict_logits
+from stages.models import load_model, logit_loss_and_accuracy, predict_logits
 from stages.params import load_params
 
 
 def test_metrics(split: Split, logits: np.ndarray) -> dict:
     """Accuracy, mean cross-entropy and per-class precision / recall / F1 (by class name)."""
     predicted = logits.argmax(axis=1)
-    loss, accuracy = loss_and_accuracy(logits, split.y)
+    loss, accuracy = logit_loss_and_accuracy(logits, split.y)
     report = classification_report(
         split.labels,
         predicted,

@@ -121,7 +121,7 @@ def predict_logits(model: keras.Model, images: np.ndarray, batch_size: int) -> n
     return np.concatenate(batches) if batches else np.zeros((0, NUM_CLASSES), np.float32)
 
 
-def loss_and_accuracy(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def logit_loss_and_accuracy(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of (n, 10) ``logits`` against one-hot labels ``y``."""
     loss = keras.losses.categorical_crossentropy(y, logits, from_logits=True)
     accuracy = np.mean(np.argmax(logits, axis=1) == np.argmax(y, axis=1))

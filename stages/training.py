@@ -74,7 +74,8 @@ def loss_and_accuracy(
     model: keras.Model, split: Split, batch_size: int = EVAL_BATCH_SIZE
 ) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``model`` on ``split``, in inference mode."""
-    return models.loss_and_accuracy(models.predict_logits(model, split.x, batch_size), split.y)
+    logits = models.predict_logits(model, split.x, batch_size)
+    return models.logit_loss_and_accuracy(logits, split.y)
 
 
 def make_chunk_runner(model: keras.Model, optimizer, train: Split) -> Callable:
