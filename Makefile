@@ -7,35 +7,80 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-test repro report check-pipeline test lint format browser ui clean-venv
+.PHONY: install install-test install-team install-search stack stack-servers stack-down repro report check-pipeline test test-extended
+.PHONY: lint format browser ui clean-venv serve promote check-metrics best search
 
 $(BIN)/python:
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip 2> >(grep -v "is ignored: it is neither" >&2)
 
-# Stamps: reinstall only when pyproject.toml changes.
+# Stamps: reinstall only when pyproject.toml changes. setuptools' ten-line "Editable
+# installation" notice (a BuildBackendWarning) is silenced by message; other warnings show.
+QUIET_EDITABLE := PYTHONWARNINGS="ignore:Editable installation"
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --editable . 2> >(grep -v "is ignored: it is neither" >&2)
+	$(QUIET_EDITABLE) $(BIN)/python -m pip install --quiet --editable . 2> >(grep -v "is ignored: it is neither" >&2)
 	touch $@
 
+# The tests include the team stack's (tests/test_team.py), so they install its extra too.
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --editable '.[test]' 2> >(grep -v "is ignored: it is neither" >&2)
+	$(QUIET_EDITABLE) $(BIN)/python -m pip install --quiet --editable '.[test,team]' 2> >(grep -v "is ignored: it is neither" >&2)
+	touch $@ $(VENV)/.installed $(VENV)/.installed-team
+
+$(VENV)/.installed-team: pyproject.toml | $(BIN)/python
+	$(QUIET_EDITABLE) $(BIN)/python -m pip install --quiet --editable '.[team]' 2> >(grep -v "is ignored: it is neither" >&2)
+	touch $@ $(VENV)/.installed
+
+$(VENV)/.installed-search: pyproject.toml | $(BIN)/python
+	$(QUIET_EDITABLE) $(BIN)/python -m pip install --quiet --editable '.[search]' 2> >(grep -v "is ignored: it is neither" >&2)
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
+install-team: $(VENV)/.installed-team
+install-search: $(VENV)/.installed-search
 
-repro: install
+repro: install plots-page
 	$(BIN)/dvc repro
+
+# `dvc plots show` without internet: a page template with vega, vega-lite and vega-embed
+# inlined (review/plots_page.py), from the npm registry at these versions, set as this
+# checkout's plots.html_template (.dvc/config.local). Without npm, DVC's CDN page is used.
+VEGA_PACKAGES := vega@5.33.1 vega-lite@5.23.0 vega-embed@6.29.0
+PLOTS_PAGE := build/plots/page.html
+.PHONY: plots-page
+plots-page: install
+	@if [ ! -f $(PLOTS_PAGE) ] || [ Makefile -nt $(PLOTS_PAGE) ] || [ review/plots_page.py -nt $(PLOTS_PAGE) ]; then \
+		rm -rf build/npm && mkdir -p build/npm && \
+		if (cd build/npm && npm pack --silent $(VEGA_PACKAGES) >/dev/null); then \
+			$(BIN)/python -m review.plots_page --packages build/npm --out $(PLOTS_PAGE); \
+		else echo "npm pack failed: dvc plots show keeps DVC's page, which needs internet"; fi; \
+	fi
+	@if [ -f $(PLOTS_PAGE) ]; then $(BIN)/dvc config --local plots.html_template ../$(PLOTS_PAGE); fi
 
 # Pull-request review: report.md + report/*.png comparing the workspace with BASE (README).
 BASE ?= main
+# The metric gate: the largest fall of test accuracy (eval.accuracy) a pull request may cause.
+ALLOWED_DROP ?= 0.005
 report: install
-	$(BIN)/python -m review.report --base "$(BASE)" --out report.md
+	$(BIN)/python -m review.report --base "$(BASE)" --out report.md \
+		--allowed-drop "$(ALLOWED_DROP)"
 
 # Fails when a stage would rerun (missing data aside): the metrics do not match the code.
 check-pipeline: install
 	$(BIN)/python -m review.status
+
+# Rank the experiments of the current commit on a validation metric (README, "Sweeps");
+# APPLY=1 applies the winner with `dvc exp apply`.
+METRIC ?= train.val_accuracy
+best: install
+	$(BIN)/python -m search.best --metric "$(METRIC)" $(if $(APPLY),--apply)
+
+# Optuna search, each trial a queued DVC experiment (README, "Search"). SEARCH_STORAGE: a shared
+# study (PostgreSQL); default optuna.db in the workspace.
+TRIALS ?= 20
+JOBS ?= 1
+search: install-search
+	$(BIN)/python -m search.tune --trials $(TRIALS) --jobs $(JOBS)
 
 lint: install-test
 	$(BIN)/ruff check .
@@ -46,7 +91,26 @@ lint: install-test
 UI_PORT ?= 5000
 ui: install
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --host 127.0.0.1 --port $(UI_PORT) \
-		--workers 1 --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
+		--workers 1 --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db"
+
+# The logged model over HTTP with `mlflow models serve`, this environment, 127.0.0.1 only
+# (README, "Using the model"). MODEL: an MLflow model URI; default: the last run's model.
+MODEL ?=
+PORT ?= 5002
+serve: install
+	$(BIN)/python -m digits.serving --port $(PORT) $(if $(MODEL),--model "$(MODEL)")
+
+# Fails when test accuracy fell by more than ALLOWED_DROP against BASE (README).
+check-metrics: install
+	$(BIN)/python -m review.gate --base "$(BASE)" --allowed-drop "$(ALLOWED_DROP)"
+
+# Point an alias (default champion) at a registered version unless it is worse on the test
+# metric (README, "Using the model"). NAME default: tracking.register_model; VERSION: latest.
+ALIAS ?= champion
+PROMOTE_ARGS = $(if $(NAME),--name "$(NAME)") $(if $(VERSION),--version "$(VERSION)") \
+	$(if $(FORCE),--force)
+promote: install
+	$(BIN)/python -m digits.promote --alias "$(ALIAS)" $(strip $(PROMOTE_ARGS))
 
 # Browser tests need Debian's headless Chromium; install it when we can (root), else they skip.
 browser:
@@ -57,8 +121,31 @@ browser:
 			chromium chromium-driver >/dev/null) || echo "chromium install failed: browser tests will skip"; \
 	else echo "chromium not installed and not root: browser tests will skip"; fi
 
-test: install-test lint browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# The team stack's PostgreSQL server: Debian's package, installed when missing and we are root.
+# (SeaweedFS and MLflow come with the `team` extra.)
+stack-servers:
+	@if $(BIN)/python -c "import teamstack.postgres as s; s.postgres_bin()" 2>/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing postgresql (team stack)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends postgresql >/dev/null) || echo "postgresql install failed"; \
+	else echo "PostgreSQL is not installed and we are not root: install it (Debian: apt-get install postgresql)"; fi
+
+# A local team stack in $(STACK_DIR) on 127.0.0.1 (README, "Working as a team"): SeaweedFS S3,
+# PostgreSQL and an MLflow server with login. Writes $(STACK_DIR)/env and the DVC remote.
+STACK_DIR ?= .stack
+stack: install-team stack-servers
+	$(BIN)/python -m teamstack.stack start --dir "$(STACK_DIR)"
+
+stack-down:
+	$(BIN)/python -m teamstack.stack stop --dir "$(STACK_DIR)"
+
+test: install-test lint browser stack-servers plots-page
+	$(BIN)/python -m pytest -m "not extended" $(PYTEST_ARGS)
+
+# The two-machine team-stack tests and the multi-process search tests (about 30 min here).
+test-extended: install-test browser stack-servers
+	$(BIN)/python -m pytest -m extended $(PYTEST_ARGS)
 
 format: install-test
 	$(BIN)/ruff format .
@@ -69,7 +156,7 @@ format: install-test
 # TF_CPP_MIN_LOG_LEVEL=2 keeps TensorFlow's start-up notices out of the table (errors still show).
 .PHONY: bench
 bench: install
-	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m benchmarks.train_throughput
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m benchmarks.run
 
 clean-venv:
 	rm -rf $(VENV)

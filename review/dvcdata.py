@@ -16,9 +16,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.errors import PipelineError
+from digits.errors import PipelineError
 
 WORKSPACE = "workspace"  # the name DVC gives the working tree in its diffs
+# Evaluate's per-class table: a plain JSON file, not a DVC metric (30 columns would flood
+# `dvc exp show`), which `dvc metrics diff --targets` still reads.
+PER_CLASS_FILE = "metrics/per_class.json"
+# Train's model size and timings, a plain JSON file for the same reason (facts of the run).
+TRAIN_RUN_FILE = "metrics/train_run.json"
 
 
 @dataclass(frozen=True)
@@ -26,7 +31,7 @@ class Change:
     """One metric or param in BASE (``old``) and the workspace (``new``); None where absent."""
 
     path: str  # the file DVC read, e.g. metrics/eval.json
-    key: str  # DVC's dotted key, e.g. per_class.Coat.f1-score
+    key: str  # DVC's dotted key, e.g. Coat.f1-score
     old: object
     new: object
     diff: float | int | None  # DVC's new - old, None unless both are numbers
@@ -112,8 +117,12 @@ def changes_from(diff: dict, cwd: Path) -> list[Change]:
 
 
 def metric_changes(base: str, cwd: Path) -> list[Change]:
-    """Every metric of BASE and the workspace (``dvc metrics diff --all``)."""
-    return changes_from(dvc_json(["metrics", "diff", base, "--all"], cwd), cwd)
+    """Every metric of BASE and the workspace (``dvc metrics diff --all``), then the
+    per-class table and train's run facts (``--targets`` those files)."""
+    headline = dvc_json(["metrics", "diff", base, "--all"], cwd)
+    tables = [PER_CLASS_FILE, TRAIN_RUN_FILE]
+    beside = dvc_json(["metrics", "diff", base, "--all", "--targets", *tables], cwd)
+    return changes_from(headline, cwd) + changes_from(beside, cwd)
 
 
 def param_changes(base: str, cwd: Path) -> list[Change]:

@@ -15,8 +15,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from digits.atomic import atomic_open
+from digits.errors import run_stage
+from digits.figures import save_figure
 from review import markdown
 from review.dvcdata import (
+    PER_CLASS_FILE,
     WORKSPACE,
     Change,
     Plots,
@@ -26,13 +30,13 @@ from review.dvcdata import (
     plot_data,
 )
 from review.figures import confusion_counts, confusion_figure, curve_figure
+from review.gate import DEFAULT_ALLOWED_DROP, allowed_drop_value, judge, report_line
 from review.status import PipelineStatus, describe, pipeline_status
-from stages.atomic import atomic_open
-from stages.errors import run_stage
-from stages.figures import save_figure
 
 HEADLINE = ("metrics/eval.json", "accuracy")  # test accuracy: the number reviewers look for
-PER_CLASS = "per_class."  # evaluate.py writes per_class.<class name>.<metric>
+# Before per-class scores had a file of their own, eval.json held per_class.<class>.<metric>;
+# a BASE from then still compares with the workspace.
+LEGACY_PER_CLASS = "per_class."
 
 
 @dataclass(frozen=True)
@@ -44,9 +48,10 @@ class Review:
     metrics: list[Change]
     plots: Plots
     status: PipelineStatus
+    allowed_drop: float = DEFAULT_ALLOWED_DROP  # the metric gate's (review.gate)
 
 
-def gather(base: str, cwd: Path) -> Review:
+def gather(base: str, cwd: Path, allowed_drop: float = DEFAULT_ALLOWED_DROP) -> Review:
     """Ask git and DVC about BASE and the workspace in ``cwd``."""
     check_revision(base, cwd)
     return Review(
@@ -55,18 +60,34 @@ def gather(base: str, cwd: Path) -> Review:
         metric_changes(base, cwd),
         plot_data(base, cwd),
         pipeline_status(cwd),
+        allowed_drop,
     )
 
 
 def split_per_class(metrics: list[Change]) -> tuple[list[Change], dict[str, dict[str, Change]]]:
-    """Metrics without per-class ones, and per-class ones as ``{class: {metric: change}}``."""
+    """Metrics without per-class ones, and per-class ones as ``{class: {metric: change}}``.
+
+    Per-class scores come from ``metrics/per_class.json`` (keys ``<class>.<metric>``) or, in
+    an older revision, from ``per_class.<class>.<metric>`` of eval.json; the two halves of a
+    class compared across that change are joined into one change.
+    """
     overall, by_class = [], {}
     for change in metrics:
-        if change.key.startswith(PER_CLASS):
-            name, metric = change.key.removeprefix(PER_CLASS).rsplit(".", 1)
-            by_class.setdefault(name, {})[metric] = change
+        if change.path == PER_CLASS_FILE:
+            key = change.key
+        elif change.key.startswith(LEGACY_PER_CLASS):
+            key = change.key.removeprefix(LEGACY_PER_CLASS)
         else:
             overall.append(change)
+            continue
+        name, metric = key.rsplit(".", 1)
+        known = by_class.setdefault(name, {}).get(metric)
+        if known is not None:
+            old = known.old if known.old is not None else change.old
+            new = known.new if known.new is not None else change.new
+            both = old is not None and new is not None
+            change = Change(PER_CLASS_FILE, key, old, new, new - old if both else None)
+        by_class[name][metric] = change
     return overall, by_class
 
 
@@ -116,7 +137,13 @@ def render(review: Review, images: list[tuple[str, str]], image_folder: str) -> 
     top = [c for c in overall if (c.path, c.key) == HEADLINE]
     changed = top + [c for c in overall if c.old != c.new and c not in top]
     unchanged = [c for c in overall if c not in changed]
-    parts = [f"## Model review: workspace vs `{base}`", describe(review.status), headline(review)]
+    gate = report_line(judge(review.metrics, base, review.allowed_drop))  # the first line
+    parts = [
+        gate,
+        f"## Model review: workspace vs `{base}`",
+        describe(review.status),
+        headline(review),
+    ]
     parts += ["### Params", markdown.param_table(review.params, base) or "No params changed."]
     metrics = markdown.metric_table(changed, base, bold=top[0] if top else None)
     parts += ["### Metrics", metrics or "No metrics in either revision."]
@@ -147,9 +174,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="main", help="git revision to compare with")
     parser.add_argument("--out", type=Path, default=Path("report.md"))
+    parser.add_argument(
+        "--allowed-drop",
+        type=allowed_drop_value,
+        default=DEFAULT_ALLOWED_DROP,
+        help="the metric gate's allowed fall of test accuracy (make check-metrics)",
+    )
     args = parser.parse_args(argv)
 
-    review = gather(args.base, Path.cwd())
+    review = gather(args.base, Path.cwd(), args.allowed_drop)
     image_folder = args.out.parent / args.out.stem  # report.md -> report/
     images = write_images(review, image_folder)
     with atomic_open(args.out) as stream:

@@ -1,8 +1,8 @@
-"""Stage scripts of the DVC pipeline and the small modules they share.
+"""The stage scripts of the DVC pipeline: what ``dvc.yaml`` runs, and nothing else.
 
 Each stage runs as ``python -m stages.<name>`` from the repository root (see dvc.yaml), so the
 code of the checkout being run is the code that is imported, also in ``dvc exp run --queue``
-copies.
+copies. The logic they share lives in the ``digits`` package.
 """
 
 import os

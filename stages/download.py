@@ -3,31 +3,30 @@
 Sources are tried in order: ``DATA_MIRROR`` (a folder, ``file://`` or ``http(s)://`` base
 holding ``<dataset>/<file>.gz``) when set, then the dataset's public mirrors. A file counts
 only when its SHA-256 matches (compressed or decompressed); otherwise the next source is
-tried. Every failure is kept so the final error lists each location and why it failed.
+tried. Each file is checked as it arrives, in bounded memory and disk (``digits.gzip_check``):
+a source that sends more than the file can be, or has not finished by the deadline, is left
+for the next one. Every failure is kept so the final error lists each location and why.
 """
 
 from __future__ import annotations
 
-import argparse
-import gzip
-import hashlib
 import os
-import shutil
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from stages.atomic import atomic_path
-from stages.datasets import DEFAULT_CATALOG, Dataset, RemoteFile, load_dataset
-from stages.errors import PipelineError, run_stage
-from stages.params import load_params
+from digits import cli
+from digits.atomic import atomic_path
+from digits.datasets import DEFAULT_CATALOG, Dataset, RemoteFile, load_dataset
+from digits.errors import PipelineError, run_stage
+from digits.gzip_check import GzipCheck, TooLarge, gz_limit
+from digits.params import load_params
 
 CHUNK_BYTES = 1 << 16
 
@@ -42,11 +41,13 @@ class DownloadError(PipelineError):
 
 @dataclass(frozen=True)
 class FetchSettings:
-    """Network behaviour: per-read timeout (s), retries of transient failures, backoff (s)."""
+    """Network behaviour: per-read timeout (s), retries of transient failures, backoff (s),
+    and the deadline (s) of one attempt at one file, however the bytes trickle in."""
 
     timeout: float = 30.0
     retries: int = 3
     backoff: float = 1.0
+    deadline: float = 300.0
 
 
 def source_bases(dataset: Dataset, data_mirror: str | None) -> list[str]:
@@ -65,19 +66,14 @@ def source_bases(dataset: Dataset, data_mirror: str | None) -> list[str]:
 
 def verify(path: Path, remote: RemoteFile) -> str | None:
     """Return why ``path`` is not a good copy of ``remote``, or ``None`` when it is."""
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() == remote.gz_sha256:
-        return None
-    if data[:2] != b"\x1f\x8b":
-        start = data[:15].decode("ascii", "replace")
-        return f"not a gzip file ({len(data)} bytes starting {start!r})"
+    check = GzipCheck(remote)
     try:
-        payload = gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as error:
-        return f"damaged gzip data ({error})"
-    if remote.payload_sha256 and hashlib.sha256(payload).hexdigest() == remote.payload_sha256:
-        return None
-    return f"checksum mismatch (sha256 {hashlib.sha256(data).hexdigest()[:16]}...)"
+        with path.open("rb") as stream:
+            while chunk := stream.read(CHUNK_BYTES):
+                check.update(chunk)
+    except TooLarge as error:
+        return str(error)
+    return check.problem()
 
 
 class _NoDowngradeRedirects(urllib.request.HTTPRedirectHandler):
@@ -92,18 +88,26 @@ class _NoDowngradeRedirects(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoDowngradeRedirects)
 
 
-def copy_url(url: str, target: Path, settings: FetchSettings) -> None:
-    """Copy ``url`` into ``target``, retrying network errors and HTTP 5xx with backoff."""
+def copy_url(url: str, target: Path, remote: RemoteFile, settings: FetchSettings) -> str | None:
+    """Copy ``url`` into ``target``, checking it as it arrives; retry network errors and HTTP
+    5xx with backoff.
+
+    Returns:
+        Why the copy is not a good ``remote``, or None when it is.
+
+    Raises:
+        FetchError: The location failed, sent more than the file can be, or took longer than
+            ``settings.deadline``; the next location may still work.
+    """
     if url.startswith("file:"):
         source = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
         if not source.is_file():
             raise FetchError("no such file")
-        shutil.copyfile(source, target)
-        return
+        with source.open("rb") as stream:
+            return _copy(stream, target, remote, None, settings.deadline)
     for attempt in range(settings.retries + 1):
         try:
-            _stream(url, target, settings.timeout)
-            return
+            return _stream(url, target, remote, settings)
         except urllib.error.HTTPError as error:
             if error.code < 500 or attempt == settings.retries:
                 raise FetchError(f"HTTP {error.code} {error.reason}") from None
@@ -115,17 +119,47 @@ def copy_url(url: str, target: Path, settings: FetchSettings) -> None:
         delay = settings.backoff * 2**attempt
         print(f"  {url}: {reason}; retrying in {delay:g}s", file=sys.stderr)
         time.sleep(delay)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _stream(url: str, target: Path, timeout: float) -> None:
-    with _OPENER.open(url, timeout=timeout) as response, target.open("wb") as out:
+def _stream(url: str, target: Path, remote: RemoteFile, settings: FetchSettings) -> str | None:
+    started = time.monotonic()
+    with _OPENER.open(url, timeout=settings.timeout) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
-        name = url.rsplit("/", 1)[-1]
+        limit = gz_limit(remote.payload_bytes)
+        if total and total > limit:
+            raise FetchError(
+                f"announces {total:,} bytes, more than any gzip of {remote.name} ({limit:,})"
+            )
         # tqdm hides itself when stderr is not a terminal (disable=None).
-        with tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=None) as bar:
-            while chunk := response.read(CHUNK_BYTES):
-                out.write(chunk)
+        with tqdm(total=total, unit="B", unit_scale=True, desc=remote.name, disable=None) as bar:
+            remaining = settings.deadline - (time.monotonic() - started)
+            return _copy(response, target, remote, bar, remaining, settings.deadline)
+
+
+def _copy(
+    stream, target: Path, remote: RemoteFile, bar, seconds: float, whole: float | None = None
+) -> str | None:
+    """Copy ``stream`` into ``target`` through a ``GzipCheck`` within ``seconds``; return its
+    verdict. ``whole``: the file's whole deadline, for the message (default ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    check = GzipCheck(remote)
+    with target.open("wb") as out:
+        # read1: what has arrived, up to a chunk; read() would wait for a whole chunk.
+        while chunk := stream.read1(CHUNK_BYTES):
+            try:
+                check.update(chunk)
+            except TooLarge as error:
+                raise FetchError(f"sent {error}") from None
+            if time.monotonic() > deadline:
+                raise FetchError(
+                    f"still incomplete after the {whole or seconds:g} s deadline "
+                    f"({check.size:,} bytes so far)"
+                )
+            out.write(chunk)
+            if bar is not None:
                 bar.update(len(chunk))
+    return check.problem()
 
 
 def download_file(
@@ -150,8 +184,7 @@ def download_file(
         url = urllib.parse.urljoin(base, remote.name)
         try:
             with atomic_path(final) as temporary:
-                copy_url(url, temporary, settings)
-                problem = verify(temporary, remote)
+                problem = copy_url(url, temporary, remote, settings)
                 if problem:
                     raise FetchError(problem)
         except FetchError as error:
@@ -182,15 +215,32 @@ def download_dataset(
 
 def main(argv: list[str] | None = None) -> None:
     """Read params and ``DATA_MIRROR``, then download the dataset into ``--out``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--catalog", type=Path, default=DEFAULT_CATALOG)
-    parser.add_argument("--out", type=Path, default=Path("data/raw"))
-    parser.add_argument("--timeout", type=float, default=FetchSettings.timeout)
-    parser.add_argument("--retries", type=int, default=FetchSettings.retries)
+    parser = cli.stage_parser(__doc__)
+    cli.add_catalog_option(parser, DEFAULT_CATALOG)
+    parser.add_argument(
+        "--out", type=Path, default=Path("data/raw"), help="folder for the four IDX files"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=FetchSettings.timeout,
+        help="seconds to wait for each read from a mirror before trying again",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=FetchSettings.retries,
+        help="retries of a network error or HTTP 5xx per location, with backoff",
+    )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=FetchSettings.deadline,
+        help="seconds one file may take from a location before the next one is tried",
+    )
     args = parser.parse_args(argv)
     params = load_params(args.params, sections=("data",))
-    settings = FetchSettings(timeout=args.timeout, retries=args.retries)
+    settings = FetchSettings(timeout=args.timeout, retries=args.retries, deadline=args.deadline)
     dataset = load_dataset(params.data.dataset, args.catalog)
     download_dataset(dataset, args.out, os.environ.get("DATA_MIRROR"), settings)
 

@@ -5,26 +5,35 @@ The only stage (with visualize) that reads the test set.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from matplotlib.figure import Figure
-from sklearn.metrics import ConfusionMatrixDisplay, classification_report
 
-from stages import tracking
-from stages.arrays import Split, load_split
-from stages.atomic import atomic_path, write_json
-from stages.errors import run_stage
-from stages.figures import image_grid, save_figure
-from stages.models import load_model, logit_loss_and_accuracy, predict_logits
-from stages.params import load_params
+from digits import cli
+from digits.arrays import Split
+from digits.errors import run_stage
+from digits.native_log import filter_native_log
+from digits.threads import apply_thread_budget
+
+if TYPE_CHECKING:  # heavy: imported where used, after argument parsing (STYLE.md rule 11)
+    import pandas as pd
+    from matplotlib.figure import Figure
 
 
-def test_metrics(split: Split, logits: np.ndarray) -> dict:
-    """Accuracy, mean cross-entropy and per-class precision / recall / F1 (by class name)."""
+def test_metrics(split: Split, logits: np.ndarray) -> tuple[dict, dict]:
+    """The headline metrics and the per-class table.
+
+    Returns:
+        ``{accuracy, loss, macro_f1}`` (the DVC metrics file) and
+        ``{class name: {precision, recall, f1-score}}`` (a file of its own, so that
+        ``dvc exp show`` keeps one column per headline number).
+    """
+    from sklearn.metrics import classification_report
+
+    from digits.models import logit_loss_and_accuracy
+
     predicted = logits.argmax(axis=1)
     loss, accuracy = logit_loss_and_accuracy(logits, split.y)
     report = classification_report(
@@ -39,22 +48,27 @@ def test_metrics(split: Split, logits: np.ndarray) -> dict:
         name: {key: round(report[name][key], 6) for key in ("precision", "recall", "f1-score")}
         for name in split.class_names
     }
-    return {
+    headline = {
         "accuracy": accuracy,
         "loss": loss,
         "macro_f1": float(report["macro avg"]["f1-score"]),
-        "per_class": per_class,
     }
+    return headline, per_class
 
 
 def confusion_table(split: Split, logits: np.ndarray) -> pd.DataFrame:
     """One ``actual,predicted`` row per test image, by class name (DVC's confusion template)."""
+    import pandas as pd
+
     names = np.array(split.class_names)
     return pd.DataFrame({"actual": names[split.labels], "predicted": names[logits.argmax(1)]})
 
 
 def confusion_figure(split: Split, logits: np.ndarray) -> Figure:
     """The confusion matrix with annotated counts."""
+    from matplotlib.figure import Figure
+    from sklearn.metrics import ConfusionMatrixDisplay
+
     figure = Figure(figsize=(8, 7), layout="constrained")
     axis = figure.subplots()
     ConfusionMatrixDisplay.from_predictions(
@@ -74,6 +88,8 @@ def confusion_figure(split: Split, logits: np.ndarray) -> Figure:
 
 def errors_figure(split: Split, logits: np.ndarray, count: int) -> Figure:
     """The first ``count`` misclassified test images with true and predicted labels."""
+    from digits.figures import image_grid
+
     predicted = logits.argmax(axis=1)
     wrong = np.flatnonzero(predicted != split.labels)[:count]
     names = split.class_names
@@ -86,36 +102,61 @@ def errors_figure(split: Split, logits: np.ndarray, count: int) -> Figure:
 
 def main(argv: list[str] | None = None) -> None:
     """Evaluate ``--model`` on the test split; write metrics and plots; log them to its run."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--model", type=Path, default=Path("models/model.keras"))
-    parser.add_argument("--run", type=Path, default=tracking.RUN_FILE)
-    parser.add_argument("--test", type=Path, default=Path("data/processed/test.npz"))
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/eval.json"))
-    parser.add_argument("--plots", type=Path, default=Path("plots"))
+    parser = cli.stage_parser(__doc__)
+    cli.add_model_and_test_options(parser)
+    parser.add_argument(
+        "--metrics",
+        type=Path,
+        default=Path("metrics/eval.json"),
+        help="DVC metrics file: test accuracy, loss and macro F1",
+    )
+    parser.add_argument(
+        "--per-class",
+        type=Path,
+        default=Path("metrics/per_class.json"),
+        help="precision, recall and F1 of each class (JSON)",
+    )
+    parser.add_argument(
+        "--plots",
+        type=Path,
+        default=Path("plots"),
+        help="folder for confusion.csv, confusion.png and errors.png",
+    )
     args = parser.parse_args(argv)
+    apply_thread_budget()  # before TensorFlow's first op (DIGITS_THREADS)
+
+    from digits import tracking
+    from digits.arrays import load_split
+    from digits.atomic import Outputs
+    from digits.figures import write_png
+    from digits.models import load_model, predict_logits
+    from digits.params import load_params
+
     loaded = load_params(args.params, sections=("evaluate", "tracking"))
     params = loaded.evaluate
 
-    with tracking.model_run(loaded.tracking, args.run) as run:
+    plots = {name: args.plots / name for name in ("confusion.csv", "confusion.png", "errors.png")}
+    # Everything is staged and logged before the swap; the run ends after it (FAILED if not).
+    outputs = Outputs()
+    with tracking.model_run(loaded.tracking, args.run, outputs) as run:
         model = load_model(args.model)
         split = load_split(args.test)
         logits = predict_logits(model, split.x, params.batch_size)
-        metrics = test_metrics(split, logits)
+        metrics, per_class = test_metrics(split, logits)
 
-        write_json(args.metrics, metrics)
-        with atomic_path(args.plots / "confusion.csv") as temporary:
+        outputs.write_json(args.metrics, metrics)
+        outputs.write_json(args.per_class, per_class)
+        with outputs.file(plots["confusion.csv"]) as temporary:
             confusion_table(split, logits).to_csv(temporary, index=False)
-        save_figure(confusion_figure(split, logits), args.plots / "confusion.png")
-        save_figure(errors_figure(split, logits, params.error_examples), args.plots / "errors.png")
+        with outputs.file(plots["confusion.png"]) as temporary:
+            write_png(confusion_figure(split, logits), temporary)
+        with outputs.file(plots["errors.png"]) as temporary:
+            write_png(errors_figure(split, logits, params.error_examples), temporary)
 
         run.log_params(loaded, ("evaluate",))
-        run.log_data({"test": args.test})
+        run.log_data({"test": args.test}, splits={"test": split})
         run.log_metrics(metrics, prefix="test/")
-        run.log_files(
-            args.metrics,
-            *(args.plots / name for name in ("confusion.csv", "confusion.png", "errors.png")),
-        )
+        run.log_files(args.metrics, args.per_class, *plots.values(), outputs=outputs)
     print(
         f"test accuracy {metrics['accuracy']:.4f}, loss {metrics['loss']:.4f} "
         f"on {len(split.labels)} images -> {args.metrics}\n{run}"
@@ -123,4 +164,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    filter_native_log()  # before TensorFlow loads: its C++ notices (digits/native_log.py)
     sys.exit(run_stage(main))

@@ -6,16 +6,15 @@ apart and only the evaluate and visualize stages read it.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from stages import idx
-from stages.arrays import IMAGE_SHAPE, NUM_CLASSES, save_split
-from stages.atomic import write_json
-from stages.datasets import (
+from digits import cli, idx
+from digits.arrays import save_split
+from digits.atomic import Outputs
+from digits.datasets import (
     DEFAULT_CATALOG,
     TEST_IMAGES,
     TEST_LABELS,
@@ -23,8 +22,9 @@ from stages.datasets import (
     TRAIN_LABELS,
     load_dataset,
 )
-from stages.errors import DataError, ParamsError, run_stage
-from stages.params import load_params
+from digits.errors import DataError, ParamsError, run_stage
+from digits.params import load_params
+from digits.shapes import IMAGE_SHAPE, NUM_CLASSES
 
 
 def load_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -77,13 +77,30 @@ def class_counts(labels: np.ndarray, class_names: tuple[str, ...]) -> dict[str, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Read the raw IDX files in ``--raw`` and write the three splits and their summary."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--catalog", type=Path, default=DEFAULT_CATALOG)
-    parser.add_argument("--raw", type=Path, default=Path("data/raw"))
-    parser.add_argument("--out", type=Path, default=Path("data/processed"))
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/data.json"))
+    """Read the raw IDX files in ``--raw``; write the three splits, their sizes and counts."""
+    parser = cli.stage_parser(__doc__)
+    cli.add_catalog_option(parser, DEFAULT_CATALOG)
+    parser.add_argument(
+        "--raw", type=Path, default=Path("data/raw"), help="folder of the downloaded IDX files"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("data/processed"),
+        help="folder for train.npz, validation.npz and test.npz",
+    )
+    parser.add_argument(
+        "--metrics",
+        type=Path,
+        default=Path("metrics/data.json"),
+        help="DVC metrics file: the number of images in each split",
+    )
+    parser.add_argument(
+        "--counts",
+        type=Path,
+        default=Path("metrics/class_counts.json"),
+        help="images per class in each split (JSON)",
+    )
     args = parser.parse_args(argv)
     params = load_params(args.params, sections=("data",)).data
     class_names = load_dataset(params.dataset, args.catalog).class_names
@@ -98,12 +115,17 @@ def main(argv: list[str] | None = None) -> None:
         "validation": (train_images[validation_index], train_labels[validation_index]),
         "test": (test_images, test_labels),
     }
-    summary = {"dataset": params.dataset}
-    for name, (images, labels) in splits.items():
-        save_split(args.out / f"{name}.npz", normalise(images), one_hot(labels), class_names)
-        summary[name] = {"size": len(labels), "class_counts": class_counts(labels, class_names)}
+    sizes, counts = {}, {}
+    with Outputs() as outputs:  # the splits, their sizes and counts are swapped in together
+        for name, (images, labels) in splits.items():
+            path = args.out / f"{name}.npz"
+            save_split(path, normalise(images), one_hot(labels), class_names, outputs)
+            sizes[f"{name}_images"] = len(labels)
+            counts[name] = class_counts(labels, class_names)
+        outputs.write_json(args.metrics, sizes)
+        outputs.write_json(args.counts, counts)
+    for name, (_, labels) in splits.items():
         print(f"{name}: {len(labels)} images -> {args.out / f'{name}.npz'}")
-    write_json(args.metrics, summary)
 
 
 if __name__ == "__main__":

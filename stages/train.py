@@ -1,22 +1,39 @@
 """Train stage: fit the model named in params on the train split, watch the validation split.
 
-The loop itself is in ``stages/training.py``; this script reads the splits, prints progress,
-writes the outputs atomically and logs the run to MLflow.
+The loop itself is in ``digits/training.py``; this script reads the splits, prints progress,
+stages the outputs, logs them and the run to MLflow, then swaps all of them in at once. Every
+evaluation it writes a checkpoint (``digits/checkpoint.py``); after an interruption the next
+run resumes from it, into the same MLflow run, and the checkpoint is deleted when the stage
+completes.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from stages import tracking
-from stages.arrays import load_split
-from stages.atomic import atomic_path, write_json
-from stages.errors import run_stage
-from stages.params import load_params
-from stages.training import TrainResult, train
+from digits import checkpoint, cli, tracking
+from digits.arrays import load_split
+from digits.atomic import Outputs
+from digits.errors import run_stage
+from digits.native_log import filter_native_log
+from digits.params import TrainParams, load_params
+from digits.run_values import model_name
+from digits.threads import apply_thread_budget
+
+if TYPE_CHECKING:  # heavy: imported where used, after argument parsing (STYLE.md rule 11)
+    from digits.training import TrainResult
+
+CHECKPOINT = Path("models/checkpoint.npz")
+
+
+def logged(row: dict) -> dict[str, float]:
+    """The metrics of a history row that MLflow gets at its step."""
+    from digits.training import HISTORY_METRICS
+
+    return {name: row[name] for name in HISTORY_METRICS}
 
 
 def print_progress(total_steps: int) -> Callable[[dict], None]:
@@ -35,25 +52,90 @@ def print_progress(total_steps: int) -> Callable[[dict], None]:
     return report
 
 
-def save_outputs(result: TrainResult, model_path: Path, metrics: Path, history: Path) -> None:
-    """Write model, metrics and history, each atomically."""
-    with atomic_path(model_path) as temporary:
-        result.model.save(temporary)
-    write_json(metrics, result.metrics)
-    with atomic_path(history) as temporary:
+def stage_outputs(
+    outputs: Outputs,
+    result: TrainResult,
+    model_path: Path,
+    metrics: Path,
+    run_facts: Path,
+    history: Path,
+) -> None:
+    """Stage model, metrics, run facts and history in ``outputs`` (swapped in at the end)."""
+    from digits.models import save_model
+
+    with outputs.file(model_path) as temporary:
+        save_model(result.model, temporary)
+    outputs.write_json(metrics, result.metrics)
+    outputs.write_json(run_facts, result.run_facts)
+    with outputs.file(history) as temporary:
         result.history.to_csv(temporary, index=False, float_format="%.6g")
 
 
+def find_checkpoint(path: Path, key: str) -> checkpoint.Checkpoint | None:
+    """The checkpoint of this very run at ``path``, if any; an unusable one is reported."""
+    try:
+        found = checkpoint.load(path, key)
+    except checkpoint.UnusableCheckpoint as problem:
+        print(f"warning: {problem}; ignoring it, training starts from step 0", file=sys.stderr)
+        return None
+    if found is not None:
+        print(f"resuming from step {found.state.step} ({path})", flush=True)
+    return found
+
+
+def report_stop(result: TrainResult, params: TrainParams) -> None:
+    """Say where early stopping ended training and which weights were kept."""
+    metrics = result.metrics
+    if metrics["stopped_step"] < params.steps:
+        print(
+            f"early stopping at step {metrics['stopped_step']}: val_loss has not improved "
+            f"for {params.patience} evaluations since step {metrics['best_step']}"
+        )
+    if params.restore_best_weights:
+        print(f"kept the weights of step {metrics['best_step']} (lowest val_loss)")
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Train on ``--data`` splits and write the model, metrics, history and MLflow run id."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--data", type=Path, default=Path("data/processed"))
-    parser.add_argument("--model", type=Path, default=Path("models/model.keras"))
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/train.json"))
-    parser.add_argument("--history", type=Path, default=Path("plots/train_history.csv"))
-    parser.add_argument("--run", type=Path, default=tracking.RUN_FILE)
+    """Train on ``--data`` splits; write the model, metrics, run facts, history and run id."""
+    parser = cli.stage_parser(__doc__)
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path("data/processed"),
+        help="folder holding train.npz and validation.npz (written by preprocess)",
+    )
+    parser.add_argument(
+        "--model", type=Path, default=cli.MODEL, help="where to save the trained Keras model"
+    )
+    parser.add_argument(
+        "--metrics",
+        type=Path,
+        default=Path("metrics/train.json"),
+        help="DVC metrics file: final losses and accuracies, steps run and best step",
+    )
+    parser.add_argument(
+        "--run-facts",
+        type=Path,
+        default=Path("metrics/train_run.json"),
+        help="model size and timings (JSON): facts of the run, not scores",
+    )
+    parser.add_argument(
+        "--history",
+        type=Path,
+        default=Path("plots/train_history.csv"),
+        help="one row per evaluation: step, train and validation loss and accuracy (CSV)",
+    )
+    cli.add_run_option(parser, written=True)
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=CHECKPOINT,
+        help="checkpoint written every evaluation; an interrupted run resumes from it",
+    )
     args = parser.parse_args(argv)
+    apply_thread_budget()  # before TensorFlow's first op (DIGITS_THREADS)
+    from digits.training import train
+
     # data and tracking are read only to be logged: they describe the model and its run.
     loaded = load_params(args.params, sections=("data", "train", "tracking"))
     params = loaded.train
@@ -65,29 +147,59 @@ def main(argv: list[str] | None = None) -> None:
         f"({len(train_split.x)} train, {len(validation_split.x)} validation)",
         flush=True,
     )
-    with tracking.new_run(loaded.tracking, args.run) as run:
+    data_files = [args.data / "train.npz", args.data / "validation.npz"]
+    key = checkpoint.run_key(params, data_files, checkpoint.code_files(__file__))
+    resumed = find_checkpoint(args.checkpoint, key)
+    resume_run_id = resumed.run_id if resumed else None
+    # The run ends once its outputs (the run file among them) are swapped in: FAILED if not.
+    outputs = Outputs()
+    with tracking.new_run(loaded.tracking, args.run, outputs, resume_run_id, args.model) as run:
         run.log_params(loaded, ("data", "train", "tracking"))
         run.log_data(
             {"train": args.data / "train.npz", "validation": args.data / "validation.npz"},
             dataset=loaded.data.dataset,
+            splits={"train": train_split, "validation": validation_split},
         )
+        if resumed:
+            run.log_missing_steps([(row["step"], logged(row)) for row in resumed.state.rows])
+            if run.resumed:
+                print(f"continuing MLflow run {run.run_id}", flush=True)
         progress = print_progress(params.steps)
 
         def on_eval(row: dict) -> None:
             progress(row)
-            run.log_step(row)
+            run.log_step(row["step"], logged(row))
 
-        result = train(params, train_split, validation_split, on_eval=on_eval)
-        save_outputs(result, args.model, args.metrics, args.history)
-        run.log_metrics(result.metrics, prefix="train/")
-        run.log_files(args.metrics, args.history)
-        run.log_model(result.model, validation_split.x[:1], loaded.tracking.register_model)
+        def on_checkpoint(state: checkpoint.TrainingState) -> None:
+            checkpoint.save(args.checkpoint, key, state, run.run_id)
+
+        result = train(
+            params, train_split, validation_split, on_eval=on_eval,
+            resume=resumed.state if resumed else None, on_checkpoint=on_checkpoint,
+        )  # fmt: skip
+        report_stop(result, params)
+        stage_outputs(outputs, result, args.model, args.metrics, args.run_facts, args.history)
+        run.log_metrics({**result.metrics, **result.run_facts}, prefix="train/")
+        run.log_files(args.metrics, args.run_facts, args.history, outputs=outputs)
+        run.log_model(
+            result.model,
+            validation_split.x[:1],
+            name=model_name(loaded.data.dataset, params.model),
+            registered_name=loaded.tracking.register_model,
+        )
+    args.checkpoint.unlink(missing_ok=True)
+    if run.kept_run_id:
+        print(
+            f"the model is unchanged: {args.run} keeps naming its run {run.kept_run_id}, "
+            f"which holds its evaluation (this run is tagged {tracking.SAME_MODEL_TAG})"
+        )
     print(
         f"done: val_acc {result.metrics['val_accuracy']:.4f}, "
-        f"{result.metrics['parameters']:,} parameters, "
-        f"{result.metrics['images_per_second']:,.0f} images/s -> {args.model}\n{run}"
+        f"{result.run_facts['parameters']:,} parameters, "
+        f"{result.run_facts['images_per_second']:,.0f} images/s -> {args.model}\n{run}"
     )
 
 
 if __name__ == "__main__":
+    filter_native_log()  # before TensorFlow loads: its C++ notices (digits/native_log.py)
     sys.exit(run_stage(main))

@@ -10,22 +10,22 @@ Writes one folder (``plots/visualize``) with predictable names::
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
-from matplotlib.figure import Figure
+from digits import cli
+from digits.arrays import Split
+from digits.errors import ParamsError, run_stage
+from digits.native_log import filter_native_log
+from digits.params import VisualizeParams
+from digits.threads import apply_thread_budget
 
-from stages import tracking
-from stages.arrays import Split, load_split
-from stages.atomic import atomic_directory
-from stages.errors import ParamsError, run_stage
-from stages.models import conv_layers, load_model, model_summary
-from stages.network_figures import filters_figure, layer_output_figure, predictions_figure
-from stages.params import VisualizeParams, load_params
+if TYPE_CHECKING:  # heavy: imported where used, after argument parsing (STYLE.md rule 11)
+    import keras
+    from matplotlib.figure import Figure
 
 PREDICTION_COUNT = 9
 # Made even when empty (a model without conv layers), so that `dvc plots show` finds the
@@ -52,6 +52,8 @@ def make_plan(model: keras.Model, params: VisualizeParams, test_size: int) -> Pl
     Raises:
         ParamsError: An image index or input channel is out of range.
     """
+    from digits.models import conv_layers
+
     for index in params.images:
         if index >= test_size:
             raise ParamsError(
@@ -89,6 +91,8 @@ def make_plan(model: keras.Model, params: VisualizeParams, test_size: int) -> Pl
 
 def block_output(model: keras.Model, layer_name: str) -> keras.KerasTensor:
     """The output of a conv layer's block: the layer plus the pooling and ReLU that follow."""
+    import keras
+
     layers = model.layers
     position = next(i for i, layer in enumerate(layers) if layer.name == layer_name)
     while position + 1 < len(layers) and isinstance(
@@ -100,6 +104,11 @@ def block_output(model: keras.Model, layer_name: str) -> keras.KerasTensor:
 
 def draw(model: keras.Model, split: Split, plan: Plan) -> Iterator[tuple[str, Figure | str]]:
     """Yield (file name inside the output folder, figure or text) for everything in ``plan``."""
+    import keras
+
+    from digits.models import model_summary
+    from digits.network_figures import filters_figure, layer_output_figure, predictions_figure
+
     yield "model_summary.txt", model_summary(model)
     logits = model.predict(split.x[:PREDICTION_COUNT], verbose=0)
     probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(logits))
@@ -123,34 +132,49 @@ def draw(model: keras.Model, split: Split, plan: Plan) -> Iterator[tuple[str, Fi
 
 def main(argv: list[str] | None = None) -> None:
     """Draw the pictures of ``--model`` on ``--test`` into the folder ``--out``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--model", type=Path, default=Path("models/model.keras"))
-    parser.add_argument("--run", type=Path, default=tracking.RUN_FILE)
-    parser.add_argument("--test", type=Path, default=Path("data/processed/test.npz"))
-    parser.add_argument("--out", type=Path, default=Path("plots/visualize"))
+    parser = cli.stage_parser(__doc__)
+    cli.add_model_and_test_options(parser)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("plots/visualize"),
+        help="folder for the pictures and the model summary, replaced whole",
+    )
     args = parser.parse_args(argv)
+    apply_thread_budget()  # before TensorFlow's first op (DIGITS_THREADS)
+
+    from digits import tracking
+    from digits.arrays import load_split
+    from digits.atomic import Outputs
+    from digits.figures import write_png
+    from digits.models import load_model
+    from digits.params import load_params
+
     loaded = load_params(args.params, sections=("visualize", "tracking"))
 
-    with tracking.model_run(loaded.tracking, args.run) as run:
+    # The folder is drawn and logged, then swapped in; the run ends after (FAILED if not).
+    outputs = Outputs()
+    with tracking.model_run(loaded.tracking, args.run, outputs) as run:
         model = load_model(args.model)
         split = load_split(args.test)
         plan = make_plan(model, loaded.visualize, len(split.x))
         for notice in plan.notices:
             print(f"notice: {notice}")
-        with atomic_directory(args.out) as folder:
+        with outputs.directory(args.out) as folder:
             for subfolder in SUBFOLDERS:
                 (folder / subfolder).mkdir()
             for name, content in draw(model, split, plan):
                 if isinstance(content, str):
                     (folder / name).write_text(content)
                 else:
-                    content.savefig(folder / name, dpi=100, format="png")
+                    write_png(content, folder / name)
+            count = sum(1 for path in folder.rglob("*") if path.is_file())
         run.log_params(loaded, ("visualize",))
-        run.log_files(args.out)
-    print(f"wrote {sum(1 for path in args.out.rglob('*') if path.is_file())} files to {args.out}")
+        run.log_files(args.out, outputs=outputs)
+    print(f"wrote {count} files to {args.out}")
     print(run)
 
 
 if __name__ == "__main__":
+    filter_native_log()  # before TensorFlow loads: its C++ notices (digits/native_log.py)
     sys.exit(run_stage(main))

@@ -40,14 +40,15 @@ def chromium_paths() -> tuple[str, str]:
 
 
 @contextmanager
-def chromium() -> Iterator:
-    """A Selenium WebDriver on headless Chromium with a throw-away profile."""
+def chromium(extra_flags: tuple[str, ...] = ()) -> Iterator:
+    """A Selenium WebDriver on headless Chromium with a throw-away profile (and
+    ``extra_flags``)."""
     webdriver = pytest.importorskip("selenium.webdriver")
     browser, driver_path = chromium_paths()
     options = webdriver.ChromeOptions()
     options.binary_location = browser
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+    for flag in (*CHROMIUM_FLAGS, *extra_flags, f"--user-data-dir={profile}"):
         options.add_argument(flag)
     service = webdriver.ChromeService(executable_path=driver_path)
     driver = webdriver.Chrome(options=options, service=service)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +17,9 @@ import pytest
 from idxdata import write_dataset
 from ruamel.yaml import YAML
 
-from stages.datasets import load_dataset
+from digits.checkout import copy_checkout
+from digits.datasets import load_dataset
+from digits.params import update_params_file
 
 
 @dataclass
@@ -72,10 +74,11 @@ def tiny_mirror(tmp_path: Path) -> TinyMirror:
 class Route:
     """What the server answers for one path: a queue of (status, body, delay_s) responses.
 
-    The last response repeats once the queue is down to one.
+    The last response repeats once the queue is down to one. A callable body streams: it is
+    given the response stream, with no Content-Length, and writes until it returns.
     """
 
-    responses: list[tuple[int, bytes, float]]
+    responses: list[tuple[int, bytes | Callable, float]]
     hits: int = 0
 
 
@@ -107,6 +110,10 @@ def http_server() -> Iterator[FakeServer]:
                 route.responses.pop(0)
             try:
                 self.send_response(status)
+                if callable(body):  # a streaming body: it writes until it returns
+                    self.end_headers()
+                    body(self.wfile)
+                    return
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if delay:
@@ -160,26 +167,9 @@ class ProjectCopy:
         return result
 
     def set_params(self, updates: dict) -> None:
-        """Merge ``{section: {key: value}}`` into the copy's params.yaml."""
-        yaml = YAML()  # round-trip: keeps comments, as `dvc exp run -S` does
-        path = self.root / "params.yaml"
-        raw = yaml.load(path.read_text())
-        for section, values in updates.items():
-            raw[section].update(values)
-        with path.open("w") as stream:
-            yaml.dump(raw, stream)
-
-
-def project_files() -> list[str]:
-    """Files git tracks, plus new ones it does not ignore (so uncommitted work is tested)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\n")
-    return [name for name in listed if name and (REPO_ROOT / name).is_file()]
+        """Merge ``{section: {key: value}}`` into the copy's params.yaml, as ``-S`` would; a
+        key the file lacks is an error."""
+        update_params_file(self.root / "params.yaml", updates)
 
 
 @pytest.fixture
@@ -190,10 +180,7 @@ def project(tmp_path: Path, tiny_mirror: TinyMirror) -> ProjectCopy:
 
 def make_project(root: Path, tiny_mirror: TinyMirror) -> ProjectCopy:
     """Copy the project to ``root``, set it up for the tiny dataset and commit it."""
-    for name in project_files():
-        target = root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO_ROOT / name, target)
+    copy_checkout(REPO_ROOT, root)
     write_catalog(root / "datasets.yaml", {"tiny": tiny_mirror.entry})
     env = {
         **os.environ,
@@ -252,3 +239,30 @@ def committed(tmp_path: Path, committed_template: ProjectCopy) -> ProjectCopy:
         ignore=lambda folder, names: ["tmp"] if Path(folder).name == ".dvc" else [],
     )
     return ProjectCopy(root, committed_template.env)
+
+
+@pytest.fixture
+def logged_model(tmp_path, store_template, monkeypatch):
+    """A small CNN logged as the train stage logs it, into a SQLite store in tmp_path.
+
+    Returns the Keras model and the logged model's URI; MLFLOW_TRACKING_URI names the store.
+    """
+    import mlflow
+    from idxdata import tiny_split
+
+    from digits.models import build_model
+    from digits.params import load_params
+    from digits.params import replace as params_replace
+    from digits.tracker import Tracker
+
+    database = tmp_path / "mlflow.db"
+    shutil.copy(store_template, database)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{database}")
+    mlflow.set_tracking_uri(f"sqlite:///{database}")
+    params = load_params(REPO_ROOT / "params.yaml", sections=("train",)).train
+    model = build_model(params_replace(params, conv1_filters=4, conv2_filters=8, fc_size=16))
+    experiment = mlflow.create_experiment("t", artifact_location=(tmp_path / "art").as_uri())
+    with mlflow.start_run(experiment_id=experiment) as run:
+        example = tiny_split(1, seed=0).x
+        uri = Tracker(run.info.run_id).log_model(model, example, name="tiny-cnn")
+    return model, uri

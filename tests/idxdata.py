@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
-from stages import idx
-from stages.arrays import Split
-from stages.datasets import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
+from digits import idx
+from digits.arrays import Split, save_split
+from digits.datasets import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
 
 
 def make_images(labels: np.ndarray, seed: int) -> np.ndarray:
@@ -32,28 +30,31 @@ def tiny_split(count: int, seed: int) -> Split:
     return Split(images, np.eye(10, dtype=np.float32)[labels], CLASS_NAMES)
 
 
+def write_tiny_splits(folder: Path) -> Path:
+    """``train.npz`` (40 images) and ``validation.npz`` (10) in ``folder``, as preprocess writes
+    them: the data of a train stage run on its own. Returns ``folder``."""
+    for name, count, seed in [("train", 40, 1), ("validation", 10, 2)]:
+        split = tiny_split(count, seed)
+        save_split(folder / f"{name}.npz", split.x, split.y, CLASS_NAMES)
+    return folder
+
+
 def write_dataset(folder: Path, train_count: int = 120, test_count: int = 40, seed: int = 0):
     """Write the four ``.gz`` IDX files into ``folder``.
 
     Returns:
         A datasets.yaml entry (mapping) whose checksums match the written files.
     """
-    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     train_labels = rng.permutation(np.arange(train_count) % 10).astype(np.uint8)
     test_labels = rng.permutation(np.arange(test_count) % 10).astype(np.uint8)
-    contents = {
-        TRAIN_IMAGES: idx.encode(make_images(train_labels, seed + 1)),
-        TRAIN_LABELS: idx.encode(train_labels),
-        TEST_IMAGES: idx.encode(make_images(test_labels, seed + 2)),
-        TEST_LABELS: idx.encode(test_labels),
-    }
-    files = {}
-    for name, payload in contents.items():
-        compressed = gzip.compress(payload, mtime=0)
-        (folder / name).write_bytes(compressed)
-        files[name] = {
-            "gz_sha256": hashlib.sha256(compressed).hexdigest(),
-            "payload_sha256": hashlib.sha256(payload).hexdigest(),
-        }
+    files = idx.write_gz_files(
+        folder,
+        {
+            TRAIN_IMAGES: make_images(train_labels, seed + 1),
+            TRAIN_LABELS: train_labels,
+            TEST_IMAGES: make_images(test_labels, seed + 2),
+            TEST_LABELS: test_labels,
+        },
+    )
     return {"mirrors": [], "class_names": list(CLASS_NAMES), "files": files}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.datasets import FILE_NAMES, TRAIN_IMAGES, TRAIN_LABELS
+from digits.datasets import FILE_NAMES, TRAIN_IMAGES, TRAIN_LABELS
 from stages.download import (
     DownloadError,
     FetchError,

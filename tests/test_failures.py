@@ -18,8 +18,8 @@ import keras
 import numpy as np
 import pytest
 
-from stages.errors import DataError, PipelineError
-from stages.models import load_model
+from digits.errors import DataError, PipelineError
+from digits.models import load_model
 
 pytestmark = pytest.mark.slow
 
@@ -122,18 +122,29 @@ def test_ctrl_c_during_training_loses_nothing_and_the_next_run_is_clean(committe
     assert committed.run("dvc", "status").stdout.strip().endswith("up to date.")
 
 
-def test_sigterm_to_the_train_stage_keeps_the_previous_outputs(committed):
-    outputs = ["models/model.keras", "metrics/train.json", "plots/train_history.csv"]
-    before = {name: (committed.root / name).read_bytes() for name in outputs}
-    committed.set_params({"train": {"steps": 200000, "eval_every": 20}})
+def start_train_stage(project) -> tuple[subprocess.Popen, queue.Queue]:
+    """Start the train stage on its own (as `python -m stages.train`, no dvc) on a long run;
+    return once it has printed its first progress line (it is killed if it never does)."""
+    project.set_params({"train": {"steps": 200000, "eval_every": 20}})
     process = subprocess.Popen(
-        [sys.executable, "-m", "stages.train"], cwd=committed.root, env=committed.env,
+        [sys.executable, "-m", "stages.train"], cwd=project.root, env=project.env,
         text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=read_lines_into, args=(process.stdout, lines), daemon=True).start()
-    while not lines.get(timeout=300).startswith("step "):
-        pass
+    try:
+        while not lines.get(timeout=300).startswith("step "):
+            pass
+    except BaseException:
+        process.kill()
+        raise
+    return process, lines
+
+
+def test_sigterm_to_the_train_stage_keeps_the_previous_outputs(committed):
+    outputs = ["models/model.keras", "metrics/train.json", "plots/train_history.csv"]
+    before = {name: (committed.root / name).read_bytes() for name in outputs}
+    process, _ = start_train_stage(committed)
 
     process.terminate()
 
@@ -185,7 +196,8 @@ def test_a_model_file_cannot_carry_code_into_the_pipeline(tmp_path):
 def test_same_params_and_data_give_identical_metrics(committed):
     def metrics() -> dict:
         found = {}
-        for name in ("metrics/data.json", "metrics/train.json", "metrics/eval.json"):
+        names = ("data.json", "train.json", "train_run.json", "eval.json")
+        for name in (f"metrics/{file}" for file in names):
             values = json.loads((committed.root / name).read_text())
             found[name] = {key: value for key, value in values.items() if key not in TIMING_KEYS}
         return found

@@ -1,11 +1,11 @@
-import dataclasses
 from pathlib import Path
 
+import pydantic
 import pytest
 from ruamel.yaml import YAML
 
-from stages.errors import ParamsError
-from stages.params import SECTIONS, load_params
+from digits.errors import ParamsError
+from digits.params import SECTIONS, load_params, replace
 
 PROJECT_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -26,8 +26,9 @@ def test_project_params_load_into_frozen_sections():
     for name in SECTIONS:
         section = getattr(params, name)
         assert section is not None, name
-        with pytest.raises(dataclasses.FrozenInstanceError):
-            section.__setattr__(dataclasses.fields(section)[0].name, None)
+        first_key = next(iter(type(section).model_fields))
+        with pytest.raises(pydantic.ValidationError, match="frozen"):
+            setattr(section, first_key, None)
     assert params.data.validation_size == 5000
 
 
@@ -51,6 +52,39 @@ def test_only_requested_sections_are_built(tmp_path):
         ("data", "validation_size", 5000.0, r"data.validation_size: expected an integer"),
         ("data", "seed", True, r"data.seed: expected an integer, got True"),
         ("data", "dataset", "", r"data.dataset: empty"),
+        (
+            "train",
+            "learning_rate",
+            float("nan"),
+            r"train.learning_rate: nan is not a finite number; "
+            r"allowed: 0.0 < train.learning_rate <= 10.0",
+        ),
+        ("train", "learning_rate", float("inf"), r"train.learning_rate: inf is not a finite"),
+        ("train", "dropout", float("nan"), r"train.dropout: nan is not a finite number"),
+        ("train", "momentum", float("-inf"), r"train.momentum: -inf is not a finite number"),
+        (
+            "train",
+            "learning_rate",
+            -1,
+            r"train.learning_rate: -1.0 is out of range; "
+            r"allowed: 0.0 < train.learning_rate <= 10.0",
+        ),
+        ("train", "steps", 12.5, r"train.steps: expected an integer, got 12.5 \(float\)"),
+        ("train", "fc_size", [128], r"train.fc_size: expected an integer, got \[128\] \(list\)"),
+        ("train", "dropout", [0.5], r"train.dropout: expected a number, got \[0.5\] \(list\)"),
+        ("train", "model", "resnet", r"train.model: 'resnet' is not allowed; choose one of"),
+        ("train", "model", True, r"train.model: True is not allowed; choose one of"),
+        ("tracking", "enabled", "yes", r"tracking.enabled: expected true or false, got 'yes'"),
+        ("tracking", "experiment", "  ", r"tracking.experiment: empty"),
+        ("visualize", "images", [], r"visualize.images: the list is empty"),
+        ("visualize", "images", 3, r"visualize.images: expected a list of integers, got 3"),
+        (
+            "visualize",
+            "images",
+            [0, -1],
+            r"visualize.images\[1\]: -1 is out of range; allowed: 0 <= visualize.images\[1\]",
+        ),
+        ("visualize", "images", [0, 1.0], r"visualize.images\[1\]: expected an integer"),
     ],
 )
 def test_bad_values_name_key_value_and_what_is_allowed(tmp_path, section, key, value, message):
@@ -100,3 +134,29 @@ def test_yaml_1_2_floats_as_dvc_writes_them(tmp_path):
     ]
     path.write_text("\n".join(lines) + "\n")
     assert load_params(path, sections=("train",)).train.learning_rate == pytest.approx(1e-3)
+
+
+def test_an_int_where_a_float_is_expected_is_a_float(tmp_path):
+    raw = project_params()
+    raw["train"]["learning_rate"] = 1
+    train = load_params(write(tmp_path, raw), sections=("train",)).train
+    assert train.learning_rate == 1.0
+    assert isinstance(train.learning_rate, float)
+
+
+def test_replace_checks_the_new_values_as_params_yaml_does():
+    train = load_params(PROJECT_PARAMS, sections=("train",)).train
+    assert replace(train, steps=6).steps == 6
+    with pytest.raises(pydantic.ValidationError, match="steps"):
+        replace(train, steps=0)
+    with pytest.raises(pydantic.ValidationError, match="fc_sise"):
+        replace(train, fc_sise=1)
+
+
+def test_eval_every_may_exceed_steps(tmp_path):
+    # `dvc exp run -S train.steps=300` with the default eval_every (500): a short run.
+    raw = project_params()
+    raw["train"]["steps"] = 300
+    params = load_params(write(tmp_path, raw), sections=("train",)).train
+    assert (params.steps, params.eval_every) == (300, raw["train"]["eval_every"])
+    assert params.eval_every > params.steps

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 from idxdata import write_dataset
 
+from digits.arrays import load_split
+from digits.atomic import write_json
+from digits.datasets import TRAIN_LABELS
+from digits.errors import DataError, ParamsError
 from stages import preprocess
-from stages.arrays import load_split
-from stages.atomic import write_json
-from stages.datasets import TRAIN_LABELS
-from stages.errors import DataError, ParamsError
 
 
 @pytest.fixture
@@ -17,6 +17,7 @@ def processed(tmp_path, tiny_mirror):
         "--params", str(params), "--catalog", str(tiny_mirror.catalog),
         "--raw", str(tiny_mirror.folder), "--out", str(tmp_path / "processed"),
         "--metrics", str(tmp_path / "data.json"),
+        "--counts", str(tmp_path / "class_counts.json"),
     ]  # fmt: skip
     preprocess.main(args)
     return tmp_path, args
@@ -36,7 +37,7 @@ def test_shapes_dtypes_range_and_one_hot(processed):
 
 def test_labels_survive_normalisation_and_split(processed, tiny_mirror):
     out, _ = processed
-    from stages import idx
+    from digits import idx
 
     images = idx.read_images(tiny_mirror.folder / "train-images-idx3-ubyte.gz")
     labels = idx.read_labels(tiny_mirror.folder / TRAIN_LABELS)
@@ -56,19 +57,18 @@ def test_split_is_the_same_on_rerun_and_changes_with_the_seed():
     assert not np.array_equal(first[1], other[1])
 
 
-def test_summary_metrics(processed):
+def test_summary_metrics_and_class_counts(processed):
     out, _ = processed
     import json
 
     summary = json.loads((out / "data.json").read_text())
-    assert summary["dataset"] == "tiny"
-    assert summary["train"]["size"] == 100 and summary["validation"]["size"] == 20
-    assert summary["test"]["class_counts"] == {f"class{k}": 4 for k in range(10)}
-    counts = summary["train"]["class_counts"]
-    assert sum(counts.values()) == 100
+    # Only the sizes are DVC metrics: one `dvc exp show` column each.
+    assert summary == {"train_images": 100, "validation_images": 20, "test_images": 40}
+    counts = json.loads((out / "class_counts.json").read_text())
+    assert counts["test"] == {f"class{k}": 4 for k in range(10)}
+    assert sum(counts["train"].values()) == 100
     assert all(
-        counts[f"class{k}"] + summary["validation"]["class_counts"][f"class{k}"] == 12
-        for k in range(10)
+        counts["train"][f"class{k}"] + counts["validation"][f"class{k}"] == 12 for k in range(10)
     )
 
 

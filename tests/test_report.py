@@ -12,30 +12,31 @@ import pandas as pd
 import pytest
 from ruamel.yaml import YAML
 
+from review.dvcdata import PER_CLASS_FILE, Change
+from review.report import split_per_class
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CLASSES = ["zero", "one", "two"]
 
 
 def write_run(root: Path, accuracy: float, loss: float, f1: list[float], seconds: float) -> None:
-    """Fabricate what train and evaluate commit: metrics JSON and plot CSVs."""
+    """Fabricate what train and evaluate commit: metrics JSON, per-class and run facts JSON,
+    plot CSVs."""
     (root / "metrics").mkdir(exist_ok=True)
     (root / "plots").mkdir(exist_ok=True)
     per_class = {
         name: {"precision": score, "recall": score, "f1-score": score}
         for name, score in zip(CLASSES, f1, strict=True)
     }
-    evaluation = {
-        "accuracy": accuracy,
-        "loss": loss,
-        "macro_f1": sum(f1) / 3,
-        "per_class": per_class,
-    }
-    training = {"val_loss": loss + 0.1, "val_accuracy": accuracy + 0.01, "parameters": 1000,
-                "training_seconds": seconds}  # fmt: skip
+    evaluation = {"accuracy": accuracy, "loss": loss, "macro_f1": sum(f1) / 3}
+    (root / "metrics" / "per_class.json").write_text(json.dumps(per_class))
+    training = {"val_loss": loss + 0.1, "val_accuracy": accuracy + 0.01}
+    run_facts = {"parameters": 1000, "training_seconds": seconds}
     (root / "metrics" / "eval.json").write_text(json.dumps(evaluation))
     (root / "metrics" / "train.json").write_text(json.dumps(training))
-    (root / "metrics" / "data.json").write_text(json.dumps({"train": {"size": 100}}))
+    (root / "metrics" / "train_run.json").write_text(json.dumps(run_facts))
+    (root / "metrics" / "data.json").write_text(json.dumps({"train_images": 100}))
     history = pd.DataFrame({
         "step": [10, 20], "seconds": [1.0, seconds],
         "train_loss": [2 * loss, loss], "train_accuracy": [accuracy / 2, accuracy],
@@ -66,6 +67,21 @@ def revisions(project) -> dict[str, str]:
     return shas
 
 
+def test_per_class_scores_from_their_file_and_from_an_older_eval_json_are_joined():
+    metrics = [
+        Change("metrics/eval.json", "accuracy", 0.5, 0.6, 0.1),
+        Change("metrics/eval.json", "per_class.Coat.f1-score", 0.25, None, None),  # older BASE
+        Change(PER_CLASS_FILE, "Coat.f1-score", None, 0.75, None),  # workspace
+        Change(PER_CLASS_FILE, "Bag.recall", 0.5, 0.5, 0.0),
+    ]
+    overall, by_class = split_per_class(metrics)
+    assert [change.key for change in overall] == ["accuracy"]
+    assert list(by_class) == ["Coat", "Bag"]
+    coat = by_class["Coat"]["f1-score"]
+    assert (coat.old, coat.new, coat.diff) == (0.25, 0.75, 0.5)
+    assert by_class["Bag"]["recall"].new == 0.5
+
+
 def report_row(report: str, label: str) -> list[str]:
     """The cells of the first table row whose first cell is ``label``."""
     for line in report.splitlines():
@@ -91,9 +107,10 @@ def test_report_shows_params_metrics_verdicts_and_images(project, revisions):
         "-0.0500",
         "🟢 better",
     ]
-    # Time is not judged; DVC rounds nothing away (12.5 - 10.0 exactly).
-    assert report_row(report, "train.training_seconds") == [
-        "train.training_seconds", "10.0", "12.5", "+2.5", ""]  # fmt: skip
+    # Time, from the run facts beside the metrics, is not judged; DVC rounds nothing away
+    # (12.5 - 10.0 exactly).
+    assert report_row(report, "train_run.training_seconds") == [
+        "train_run.training_seconds", "10.0", "12.5", "+2.5", ""]  # fmt: skip
     assert report_row(report, "two")[1:4] == ["0.7000", "0.6000", "-0.1000 🔴"]
     assert report_row(report, "zero")[1:4] == ["0.9000", "0.9500", "+0.0500 🟢"]
     assert "**Test accuracy 0.8000**" in report and base in report

@@ -4,73 +4,18 @@ from pathlib import Path
 
 import pytest
 
-from stages import tracking
-from stages.errors import DataError, PipelineError, Terminated
-from stages.params import TrackingParams, load_params
+from digits import tracking
+from digits.atomic import Outputs
+from digits.errors import DataError, PipelineError, Terminated
+from digits.params import TrackingParams, load_params
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_every_param_gets_its_dotted_name_and_yaml_spelling():
-    params = load_params(REPO_ROOT / "params.yaml")
-    flat = tracking.dotted_params(params, ("data", "train", "visualize", "tracking"))
-    assert flat["train.fc_size"] == "128"
-    assert flat["train.learning_rate"] == "0.0001"
-    assert flat["visualize.images"] == "[0, 13]"
-    assert flat["tracking.enabled"] == "true"
-    assert flat["tracking.register_model"] == ""
-    assert len(flat) == 3 + 15 + 2 + 3
-
-
-def test_dotted_params_refuses_a_section_that_was_not_loaded():
-    params = load_params(REPO_ROOT / "params.yaml", sections=("train",))
-    with pytest.raises(ValueError, match="'evaluate' was not loaded"):
-        tracking.dotted_params(params, ("evaluate",))
-
-
-def test_metrics_are_the_top_level_numbers_of_a_metrics_file():
-    metrics = {
-        "accuracy": 0.5,
-        "steps": 20,
-        "per_class": {"T-shirt/top": {"f1-score": 0.25}},
-        "dataset": "mnist",
-        "flag": True,
-    }
-    assert tracking.top_level_metrics(metrics, "test/") == {
-        "test/accuracy": 0.5,
-        "test/steps": 20.0,
-    }
-
-
-def test_tags_name_the_commit_and_the_dvc_experiment():
-    assert tracking.run_tags({"DVC_EXP_NAME": "quiet-oryx"}, "abc123") == {
-        "mlflow.source.git.commit": "abc123",
-        "dvc.experiment": "quiet-oryx",
-    }
-    assert tracking.run_tags({}, None) == {}
-
-
-def test_an_experiment_commit_is_its_baseline(tmp_path):
-    assert tracking.git_commit({"DVC_EXP_BASELINE_REV": "f00d"}, tmp_path) == "f00d"
-    assert tracking.git_commit({}, tmp_path) is None  # not a git repository
-
-
-def test_file_md5_is_the_dvc_cache_name(tmp_path):
-    (tmp_path / "a.bin").write_bytes(b"hello\n")
-    assert tracking.file_md5(tmp_path / "a.bin") == "b1946ac92492d2347c6235b4d2611184"
-
-
-def test_requirements_pin_the_installed_keras_and_tensorflow():
-    pinned = tracking.pinned_requirements()
-    names = [line.split("==")[0] for line in pinned]
-    assert names[0] == "keras" and names[1].startswith("tensorflow")
-    assert all("==" in line for line in pinned)
-
-
 def test_run_file_holds_an_id_or_null(tmp_path):
     path = tmp_path / "run.json"
-    path.write_text('{"run_id": "abc"}')
-    assert tracking.read_run_file(path) == "abc"
+    path.write_text('{"run_id": "0123456789abcdef0123456789abcdef"}')
+    assert tracking.read_run_file(path) == "0123456789abcdef0123456789abcdef"
     path.write_text('{"run_id": null}')
     assert tracking.read_run_file(path) is None
     for damaged in ("{", "[]", '{"id": 1}', '{"run_id": 3}'):
@@ -81,6 +26,18 @@ def test_run_file_holds_an_id_or_null(tmp_path):
         tracking.read_run_file(tmp_path / "missing.json")
 
 
+@pytest.mark.parametrize(
+    "run_id",
+    ["../../../../etc/passwd", "x' OR '1'='1", "0123456789ABCDEF0123456789ABCDEF",
+     "0123456789abcdef0123456789abcde", "0123456789abcdef0123456789abcdef\n", ""],
+)  # fmt: skip
+def test_a_tampered_run_id_is_refused_naming_the_file(tmp_path, run_id):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"run_id": run_id}))
+    with pytest.raises(DataError, match=r"run\.json: run_id .* is not an MLflow run id"):
+        tracking.read_run_file(path)
+
+
 OFF = TrackingParams(enabled=False, experiment="digits", register_model="")
 ON = TrackingParams(enabled=True, experiment="digits", register_model="")
 
@@ -88,10 +45,9 @@ ON = TrackingParams(enabled=True, experiment="digits", register_model="")
 def test_with_tracking_off_nothing_is_logged_and_the_run_file_says_null(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     params = load_params(REPO_ROOT / "params.yaml")
-    with tracking.new_run(OFF, tmp_path / "run.json") as run:
+    with Outputs() as outputs, tracking.new_run(OFF, tmp_path / "run.json", outputs) as run:
         run.log_params(params, ("train",))
-        run.log_step({"step": 1, "train_loss": 1, "train_accuracy": 0, "val_loss": 1,
-                      "val_accuracy": 0})  # fmt: skip
+        run.log_step(1, {"train_loss": 1.0, "val_accuracy": 0.0})
         run.log_metrics({"a": 1}, "x/")
         run.log_files(tmp_path / "run.json")
     assert json.loads((tmp_path / "run.json").read_text()) == {"run_id": None}
@@ -115,7 +71,7 @@ def workspace(tmp_path, monkeypatch, store_template) -> Path:
 
 
 def finished_run(workspace: Path) -> str:
-    with tracking.new_run(ON, workspace / "run.json") as run:
+    with Outputs() as outputs, tracking.new_run(ON, workspace / "run.json", outputs) as run:
         pass
     return run.run_id
 
@@ -142,7 +98,11 @@ def test_a_run_ends_finished_and_its_id_is_recorded(workspace):
      (Terminated, "KILLED")],
 )  # fmt: skip
 def test_a_failing_or_interrupted_stage_ends_its_run_failed_or_killed(workspace, error, status):
-    with pytest.raises(error), tracking.new_run(ON, workspace / "run.json") as run:
+    with (
+        pytest.raises(error),
+        Outputs() as outputs,
+        tracking.new_run(ON, workspace / "run.json", outputs) as run,
+    ):
         raise error("stop")
     assert not (workspace / "run.json").exists()
     assert client(workspace).get_run(run.run_id).info.status == status
@@ -154,13 +114,11 @@ def test_a_failing_or_interrupted_stage_ends_its_run_failed_or_killed(workspace,
 
 
 def test_a_rerun_with_changed_params_keeps_the_first_value_and_tags_the_new_one(workspace):
-    import dataclasses
+    from digits.params import replace
 
     run_id = finished_run(workspace)
     params = load_params(REPO_ROOT / "params.yaml")
-    changed = dataclasses.replace(
-        params, evaluate=dataclasses.replace(params.evaluate, batch_size=7)
-    )
+    changed = params.model_copy(update={"evaluate": replace(params.evaluate, batch_size=7)})
     for loaded in (params, changed):
         with tracking.model_run(ON, workspace / "run.json") as run:
             run.log_params(loaded, ("evaluate",))
@@ -194,7 +152,7 @@ def test_files_keep_their_folder_in_the_run(workspace):
 
 
 def test_a_run_missing_from_the_store_is_an_error_that_says_what_to_do(workspace):
-    (workspace / "run.json").write_text('{"run_id": "0123456789abcdef"}')
+    (workspace / "run.json").write_text('{"run_id": "0123456789abcdef0123456789abcdef"}')
     with (
         pytest.raises(PipelineError, match=r"not in sqlite:///.*MLFLOW_TRACKING_URI"),
         tracking.model_run(ON, workspace / "run.json"),
@@ -224,3 +182,24 @@ def test_a_deleted_run_is_an_error_naming_the_fix(workspace):
         tracking.model_run(ON, workspace / "run.json"),
     ):
         pass
+
+
+def test_after_the_workspace_moves_artifacts_land_in_its_new_folder(workspace, monkeypatch):
+    """Issue 19, item 3: the store records absolute locations; a moved workspace must not
+    log into (and re-create) its old folder."""
+    run_id = finished_run(workspace)
+    moved = workspace.parent / f"{workspace.name}-moved"
+    workspace.rename(moved)
+    monkeypatch.chdir(moved)
+    monkeypatch.setenv("DVC_ROOT", str(moved))
+    # A new stage is a new process: it has not inherited the URI MLflow exported for the old one.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    (moved / "metrics.json").write_text("{}")
+
+    with tracking.model_run(ON, moved / "run.json") as run:
+        run.log_files("metrics.json")
+
+    assert run.run_id == run_id
+    assert not workspace.exists(), "the old workspace folder was re-created"
+    assert (moved / "mlartifacts" / run_id / "artifacts" / "metrics.json").is_file()
+    assert [item.path for item in client(moved).list_artifacts(run_id)] == ["metrics.json"]

@@ -2,27 +2,27 @@ import json
 from pathlib import Path
 
 import pandas as pd
-from idxdata import CLASS_NAMES, tiny_split
+from idxdata import write_tiny_splits
+from paramsfile import TRACKING_OFF, params_copy
 
 from stages import train as train_stage
-from stages.arrays import save_split
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_main_writes_every_output(tmp_path):
-    data = tmp_path / "processed"
-    for name, count, seed in [("train", 40, 1), ("validation", 10, 2)]:
-        split = tiny_split(count, seed)
-        save_split(data / f"{name}.npz", split.x, split.y, CLASS_NAMES)
-    params_file = tmp_path / "params.yaml"
-    text = (REPO_ROOT / "params.yaml").read_text()
-    text = text.replace("steps: 10000", "steps: 6").replace("eval_every: 500", "eval_every: 3")
-    text = text.replace("enabled: true", "enabled: false")  # MLflow: test_tracking*.py
-    params_file.write_text(text.replace("conv2_filters: 36", "conv2_filters: 4"))
+    data = write_tiny_splits(tmp_path / "processed")
+    params_file = params_copy(
+        tmp_path,
+        {
+            "train": {"steps": 6, "eval_every": 3, "conv2_filters": 4, "batch_size": 8},
+            **TRACKING_OFF,
+        },
+    )
     out = {
         "model": tmp_path / "models" / "model.keras",
         "metrics": tmp_path / "metrics" / "train.json",
+        "run-facts": tmp_path / "metrics" / "train_run.json",
         "history": tmp_path / "plots" / "history.csv",
         "run": tmp_path / "models" / "mlflow_run.json",
     }
@@ -32,7 +32,10 @@ def test_main_writes_every_output(tmp_path):
     )
     assert out["model"].stat().st_size > 10_000
     metrics = json.loads(out["metrics"].read_text())
-    assert metrics["steps"] == 6 and metrics["parameters"] > 0
+    assert metrics["steps"] == 6 and metrics["stopped_step"] == 6
+    run_facts = json.loads(out["run-facts"].read_text())
+    assert run_facts["parameters"] > 0 and run_facts["images_per_second"] > 0
+    assert not set(metrics) & set(run_facts), "a run fact is no DVC metric"
     history = pd.read_csv(out["history"])
     assert list(history["step"]) == [3, 6]
     assert json.loads(out["run"].read_text()) == {"run_id": None}

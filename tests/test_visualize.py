@@ -1,4 +1,3 @@
-import dataclasses
 import re
 import struct
 from pathlib import Path
@@ -8,14 +7,16 @@ import pytest
 from browser import broken_images, chromium
 from idxdata import CLASS_NAMES as NAMES
 from idxdata import tiny_split
+from paramsfile import TRACKING_OFF, params_copy
 
+from digits.arrays import save_split
+from digits.errors import ParamsError, run_stage
+from digits.models import build_model, conv_layers, load_model, model_summary
+from digits.network_figures import filters_figure, layer_output_figure, predictions_figure
+from digits.params import VisualizeParams, load_params
+from digits.params import replace as params_replace
+from digits.training import train
 from stages import visualize
-from stages.arrays import save_split
-from stages.errors import ParamsError, run_stage
-from stages.models import build_model, conv_layers, load_model, model_summary
-from stages.network_figures import filters_figure, layer_output_figure, predictions_figure
-from stages.params import VisualizeParams, load_params
-from stages.training import train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEST_SIZE = 40
@@ -35,7 +36,7 @@ DEFAULT_FILES = {
 
 def train_params(**changes):
     params = load_params(REPO_ROOT / "params.yaml", sections=("train",)).train
-    return dataclasses.replace(params, **changes)
+    return params_replace(params, **changes)
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +62,7 @@ def _write_files(folder: Path) -> dict[str, Path]:
 
 def run(files, tmp_path, model="cnn", **visualize_params) -> tuple[int, Path]:
     """Run the stage as `dvc repro` would; returns the exit code and the output folder."""
-    # MLflow logging is tested in test_tracking*.py
-    text = (REPO_ROOT / "params.yaml").read_text().replace("enabled: true", "enabled: false")
-    for key, value in visualize_params.items():
-        text = re.sub(rf"^  {key}: .*$", f"  {key}: {value}", text, flags=re.MULTILINE)
-    (tmp_path / "params.yaml").write_text(text)
+    params_copy(tmp_path, {"visualize": visualize_params, **TRACKING_OFF})
     out = tmp_path / "plots" / "visualize"
     argv = ["--params", str(tmp_path / "params.yaml"), "--model", str(files[model])]
     argv += ["--test", str(files["test"]), "--out", str(out), "--run", str(tmp_path / "run.json")]
@@ -100,7 +97,7 @@ def test_default_params_write_every_picture_with_sensible_sizes(files, tmp_path,
 
 def test_rerun_replaces_the_folder_so_no_stale_pictures_stay(files, tmp_path):
     run(files, tmp_path)
-    code, out = run(files, tmp_path, images="[5]", input_channels="[0]")
+    code, out = run(files, tmp_path, images=[5], input_channels=[0])
     assert code == 0
     assert sorted(path.name for path in (out / "layers").iterdir()) == [
         "conv1_image5.png",
@@ -113,7 +110,7 @@ def test_rerun_replaces_the_folder_so_no_stale_pictures_stay(files, tmp_path):
 
 
 def test_out_of_range_image_index_stops_with_the_index_and_valid_range(files, tmp_path, capsys):
-    code, out = run(files, tmp_path, images=f"[0, {TEST_SIZE}]")
+    code, out = run(files, tmp_path, images=[0, TEST_SIZE])
     assert code == 1
     assert capsys.readouterr().err.strip() == (
         f"error: visualize.images: index {TEST_SIZE} is out of range; the test set has "

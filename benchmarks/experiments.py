@@ -1,0 +1,145 @@
+"""What a user waits for, in the benchmark's copy of the project: stage start-up, an
+evaluate-only experiment, a queue of short experiments with 1 and 2 jobs, the fast recipe.
+
+Start-up is the time a stage spends importing modules (``PYTHONPROFILEIMPORTTIME``: the sum
+of the top-level imports' cumulative times, lazy imports in ``main`` included), against its
+whole wall time. Every figure comes from commands a user would type, run in ``root`` after
+``pipeline_timings.pipeline_figures`` has run the pipeline there once.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+from benchmarks.harness import timed
+from digits.params import read_yaml
+
+# The README's time-to-accuracy recipe (Performance), as `dvc exp run -S` values.
+FAST_RECIPE = {
+    "train.precision": "bfloat16",
+    "train.batch_size": 128,
+    "train.lr_schedule": "one_cycle",
+    "train.learning_rate": 0.005,
+    "train.steps": 4500,
+    "train.eval_every": 500,
+}
+STAGES_WITH_TENSORFLOW = ("train", "evaluate", "visualize")
+
+
+def set_flags(values: dict) -> list[str]:
+    """``{"train.steps": 10}`` -> ``["-S", "train.steps=10"]``."""
+    return [part for key, value in values.items() for part in ("-S", f"{key}={value}")]
+
+
+def import_seconds(profile: str) -> float:
+    """Seconds spent in top-level imports, from ``python -X importtime`` output."""
+    total = 0
+    for line in profile.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _, cumulative, name = line.removeprefix("import time:").split("|")
+        if not name.startswith("  "):  # one space after the bar: a top-level import
+            total += int(cumulative)
+    return total / 1e6
+
+
+def startup_figures(root: Path, env: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Each TensorFlow stage's import seconds and wall seconds, run by its dvc.yaml command."""
+    stages = read_yaml(root / "dvc.yaml")["stages"]
+    figures = {}
+    for name in STAGES_WITH_TENSORFLOW:
+        command = shlex.split(stages[name]["cmd"])
+        started = time.perf_counter()
+        result = subprocess.run(
+            command, cwd=root, env={**env, "PYTHONPROFILEIMPORTTIME": "1"},
+            capture_output=True, text=True,
+        )  # fmt: skip
+        wall = time.perf_counter() - started
+        if result.returncode != 0:
+            raise RuntimeError(f"{name} exited {result.returncode}:\n{result.stderr[-2000:]}")
+        imports = import_seconds(result.stderr)
+        figures[name] = {
+            "import_seconds": round(imports, 2),
+            "wall_seconds": round(wall, 2),
+            "startup_share": round(imports / wall, 2),
+        }
+    return figures
+
+
+def evaluate_only_figures(root: Path, env: dict[str, str]) -> dict[str, float]:
+    """Wall time of ``dvc exp run`` changing one evaluate param, and evaluate's start-up
+    share of it (its import seconds, measured in a second run with import profiling)."""
+    wall = timed(["dvc", "exp", "run", "-S", "evaluate.error_examples=9"], root, env)
+    profiled = {**env, "PYTHONPROFILEIMPORTTIME": "1"}
+    result = subprocess.run(
+        ["dvc", "exp", "run", "-S", "evaluate.error_examples=16"],
+        cwd=root, env=profiled, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    # DVC's own imports are profiled too; keep only the stage's (the last interpreter's).
+    stage_profile = result.stderr.split("import time: self [us] | cumulative | imported package")
+    imports = import_seconds(stage_profile[-1])
+    return {
+        "wall_seconds": round(wall, 2),
+        "evaluate_import_seconds": round(imports, 2),
+        "startup_share": round(imports / wall, 2),
+    }
+
+
+def queue_figures(
+    root: Path, env: dict[str, str], experiments: int = 4, steps: int = 200
+) -> dict[str, dict[str, float]]:
+    """Wall time of a queue of ``experiments`` short ones (``steps`` steps, seeds 1, 2, ...)
+    run with ``dvc queue start --jobs 1``, then with ``--jobs 2`` and ``DIGITS_THREADS=1``."""
+    figures = {}
+    for jobs, threads, first_seed in ((1, "", 1), (2, "1", 1 + experiments)):
+        run_env = {**env, "DIGITS_THREADS": threads}
+        for seed in range(first_seed, first_seed + experiments):
+            values = {"train.steps": steps, "train.eval_every": steps, "train.seed": seed}
+            timed(["dvc", "exp", "run", "--queue", *set_flags(values)], root, run_env)
+        started = time.perf_counter()
+        timed(["dvc", "queue", "start", "--jobs", str(jobs)], root, run_env)
+        wait_for_queue(root, run_env)
+        wall = time.perf_counter() - started
+        figures[f"jobs_{jobs}"] = {
+            "digits_threads": threads or "unset",
+            "wall_seconds": round(wall, 1),
+            "experiments_per_hour": round(experiments * 3600 / wall),
+        }
+    figures["jobs_2_speedup"] = round(
+        figures["jobs_1"]["wall_seconds"] / figures["jobs_2"]["wall_seconds"], 2
+    )
+    return figures
+
+
+def wait_for_queue(root: Path, env: dict[str, str], timeout: float = 1800) -> None:
+    """Return once ``dvc queue status`` lists nothing queued or running; raise if one failed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = subprocess.run(
+            ["dvc", "queue", "status"], cwd=root, env=env, capture_output=True, text=True
+        ).stdout
+        if "Failed" in status:
+            raise RuntimeError(f"a queued experiment failed:\n{status}")
+        if "Queued" not in status and "Running" not in status:
+            return
+        time.sleep(1)
+    raise TimeoutError(f"the queue did not finish in {timeout} s")
+
+
+def recipe_figures(root: Path, env: dict[str, str]) -> dict[str, float]:
+    """The fast recipe as one ``dvc exp run``: its test accuracy and training seconds."""
+    wall = timed(["dvc", "exp", "run", *set_flags(FAST_RECIPE)], root, env)
+    train = json.loads((root / "metrics" / "train.json").read_text())
+    run_facts = json.loads((root / "metrics" / "train_run.json").read_text())
+    evaluation = json.loads((root / "metrics" / "eval.json").read_text())
+    return {
+        "test_accuracy": evaluation["accuracy"],
+        "val_accuracy": train["val_accuracy"],
+        "training_seconds": run_facts["training_seconds"],
+        "images_per_second": run_facts["images_per_second"],
+        "experiment_wall_seconds": round(wall, 1),
+    }

@@ -1,0 +1,151 @@
+"""Benchmark: the train stage's loop against plain ``model.fit`` and a TF1 ``feed_dict`` loop.
+
+The entry point of ``make bench``; the pieces live beside it: ``harness`` (interleaved
+rounds, medians), ``contenders`` and ``tf1`` (what is timed), ``pipeline_timings`` (DVC in a
+copy of the project), ``arithmetic`` (the limit), ``table``, and ``serving`` (the model
+behind ``mlflow models serve``).
+
+In one process, on the same model, data and batch size, each contender runs ``--steps``
+optimizer steps per round; rounds are interleaved (a, b, c, a, b, c, ...) after a warm-up so
+that load from other processes hits every contender alike, and the median images/s is kept.
+Batched inference is timed the same way. Then, in a temporary copy of the project, DVC runs
+the pipeline to time download + preprocess and a no-op ``dvc repro``, and the train stage
+runs once more as a child process to read its peak resident memory.
+
+Run it with ``make bench`` (``DATA_MIRROR`` set: real Fashion-MNIST from that mirror; unset:
+generated images of the same shape). It writes ``metrics/bench.json`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import tensorflow as tf
+
+from benchmarks import serving, startup
+from benchmarks.arithmetic import arithmetic_limit
+from benchmarks.checkpoint import checkpoint_figures
+from benchmarks.checkpoint import format_lines as checkpoint_lines
+from benchmarks.contenders import throughput_figures
+from benchmarks.experiments import (
+    evaluate_only_figures,
+    queue_figures,
+    recipe_figures,
+    startup_figures,
+)
+from benchmarks.pipeline_timings import REPO_ROOT, generated_mirror, pipeline_figures, project_env
+from benchmarks.precision import capped_figures, cpu_bfloat16_support
+from benchmarks.table import format_table
+from digits.arrays import load_split
+from digits.atomic import write_json
+from digits.datasets import TRAIN_IMAGES
+from digits.params import load_params
+from digits.params import replace as params_replace
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run every benchmark, write ``--out`` and print a table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=REPO_ROOT / "params.yaml")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "metrics" / "bench.json")
+    parser.add_argument(
+        "--mirror",
+        default=os.environ.get("DATA_MIRROR"),
+        help="folder holding fashion-mnist/*.gz (default: $DATA_MIRROR); "
+        "without it, generated images of the same shape",
+    )
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=300, help="training steps per round")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds per contender")
+    parser.add_argument(
+        "--memory-steps",
+        type=int,
+        default=500,
+        help="steps of the train run whose peak memory is read",
+    )
+    parser.add_argument(
+        "--isa",
+        default="AVX512_CORE",
+        help="ONEDNN_MAX_CPU_ISA of the run that hides the bfloat16 units (AVX512_CORE, AVX2)",
+    )
+    parser.add_argument("--queue-experiments", type=int, default=4)
+    args = parser.parse_args(argv)
+    params = load_params(args.params, sections=("train", "evaluate"))
+    train_params = params_replace(params.train, batch_size=args.batch_size)
+    load_before = os.getloadavg()
+
+    with tempfile.TemporaryDirectory(prefix="bench-") as work:
+        work = Path(work)
+        mirror = Path(args.mirror) if args.mirror else work / "mirror"
+        if (mirror / "fashion-mnist" / TRAIN_IMAGES).is_file():
+            dataset, entry, data = "fashion-mnist", None, f"Fashion-MNIST from {mirror}"
+        else:
+            dataset, data = "generated", "generated (random images, Fashion-MNIST's shape)"
+            entry = generated_mirror(mirror / dataset, 60_000, 10_000)
+        print(f"pipeline in a copy of the project ({data}) ...", flush=True)
+        copy_params = {
+            "data": {"dataset": dataset},
+            "train": {"steps": args.memory_steps, "eval_every": args.memory_steps},
+        }
+        catalog = {dataset: entry} if entry else None
+        pipeline = pipeline_figures(work / "project", mirror, copy_params, catalog)
+        processed = work / "project" / "data" / "processed"
+        train_split = load_split(processed / "train.npz")
+        validation_split = load_split(processed / "validation.npz")
+        project, env = work / "project", project_env(mirror)
+        print("start-up, evaluate-only experiment, queue, recipe ...", flush=True)
+        experiments = {
+            "startup": startup_figures(project, env),
+            "evaluate_only": evaluate_only_figures(project, env),
+            "queue": queue_figures(project, env, args.queue_experiments),
+            "recipe": recipe_figures(project, env),
+        }
+        print(f"oneDNN capped at {args.isa} (no bfloat16 units) ...", flush=True)
+        capped = capped_figures(args.isa, processed, 100, 3, args.batch_size)
+
+    print(f"throughput: {args.repeats} rounds of {args.steps} steps of {args.batch_size} ...")
+    results = {
+        "data": data,
+        "batch_size": args.batch_size,
+        "steps_per_round": args.steps,
+        "repeats": args.repeats,
+        "memory_run_steps": args.memory_steps,
+        "cpus": os.cpu_count(),
+        "tensorflow": tf.__version__,
+        **throughput_figures(
+            train_params,
+            train_split,
+            validation_split,
+            params.evaluate.batch_size,
+            args.steps,
+            args.repeats,
+        ),
+        "pipeline": pipeline,
+        "arithmetic_limit": arithmetic_limit(train_params),
+        "cpu": cpu_bfloat16_support(),
+        "without_bfloat16_units": capped,
+        **experiments,
+        # the train stage's checkpoint, at the default eval_every (benchmarks/checkpoint.py)
+        "checkpoint": checkpoint_figures(train_params, train_split),
+        "stage_help": startup.startup_figures(),  # `--help` of each stage (benchmarks/startup.py)
+    }
+    print("serving: mlflow models serve on an untrained default model ...", flush=True)
+    results["serving"] = serving.serving_figures(None)
+    load_after = os.getloadavg()
+    results["load_average"] = {
+        "before": [round(value, 2) for value in load_before],
+        "after": [round(value, 2) for value in load_after],
+    }
+    write_json(args.out, results)
+    print(format_table(results))
+    print("\n".join(checkpoint_lines(results["checkpoint"])))
+    print(startup.format_table(results["stage_help"]))
+    serving.print_table(results["serving"])
+    print(f"-> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""The benchmark's figures as an aligned text table."""
+
+from __future__ import annotations
+
+
+def format_table(results: dict) -> str:
+    """The figures of ``results`` as an aligned text table."""
+    load = results["load_average"]
+    lines = [
+        f"data: {results['data']}; batch {results['batch_size']}; 1-minute load average "
+        f"{load['before'][0]:.2f} before, {load['after'][0]:.2f} after",
+        f"{'':<27}{'median images/s':>16}{'project / it':>14}   rounds",
+    ]
+    for kind, project in [("train", "train_stage"), ("inference", "evaluate_stage")]:
+        figures = results[kind]
+        for name, rate in figures["images_per_second"].items():
+            ratio = figures[f"{project}_over"].get(name)
+            ratio_text = f"{ratio:.2f}x" if ratio else ""
+            rounds = " ".join(f"{value:,.0f}" for value in figures["rounds"][name])
+            lines.append(f"{kind:<10} {name:<20}{rate:>12,.0f}{ratio_text:>14}   {rounds}")
+    labels = {
+        "download_preprocess_seconds": ("download + preprocess (dvc repro, local mirror)", "s"),
+        "noop_repro_seconds": ("no-op dvc repro (median of 3)", "s"),
+        "train_peak_memory_mib": (
+            f"train stage peak memory ({results['memory_run_steps']} steps)",
+            "MiB",
+        ),
+    }
+    for key, (label, unit) in labels.items():
+        lines.append(f"{label:<50}{results['pipeline'][key]:>10,.2f} {unit}")
+    for precision, limit in results["arithmetic_limit"].items():
+        lines.append(
+            f"arithmetic limit, {precision}: {limit['matmul_gflops']:,.0f} GFLOP/s of matmul / "
+            f"{limit['training_mflop_per_image']:.2f} MFLOP per training image = "
+            f"{limit['images_per_second']:,.0f} images/s"
+        )
+    return "\n".join(lines + experiment_lines(results))
+
+
+def experiment_lines(results: dict) -> list[str]:
+    """The CPU's bfloat16 support, the capped run, start-up, queue and recipe figures."""
+    cpu, capped = results["cpu"], results["without_bfloat16_units"]
+    flags = ", ".join(cpu["bfloat16_flags"]) or "none"
+    rates = capped["images_per_second"]
+    lines = [
+        f"CPU: {cpu['cpu']}; bfloat16 units: {flags}",
+    ]
+    if capped.get("bfloat16_refused"):
+        bf16 = f"bfloat16 refused: {capped['bfloat16_refused']}"
+    else:
+        bf16 = (
+            f"{rates['train_stage_bf16']:,.0f} bfloat16 "
+            f"(float32 / bfloat16 {capped['train_stage_over']['train_stage_bf16']:.2f}x)"
+        )
+    lines.append(
+        f"oneDNN capped at {capped['isa']}: train stage {rates['train_stage']:,.0f} images/s "
+        f"float32, {bf16}"
+    )
+    for name, figures in results["startup"].items():
+        lines.append(
+            f"start-up of {name:<9}: {figures['import_seconds']:>5.1f} s importing of "
+            f"{figures['wall_seconds']:>5.1f} s ({figures['startup_share']:.0%})"
+        )
+    only = results["evaluate_only"]
+    lines.append(
+        f"evaluate-only dvc exp run: {only['wall_seconds']:.1f} s, of which "
+        f"{only['evaluate_import_seconds']:.1f} s evaluate's imports ({only['startup_share']:.0%})"
+    )
+    queue = results["queue"]
+    for jobs in ("jobs_1", "jobs_2"):
+        figures = queue[jobs]
+        lines.append(
+            f"queue, --jobs {jobs[-1]} (DIGITS_THREADS {figures['digits_threads']}): "
+            f"{figures['wall_seconds']:.1f} s, {figures['experiments_per_hour']} experiments/hour"
+        )
+    lines.append(f"queue: --jobs 2 finishes {queue['jobs_2_speedup']:.2f}x as fast")
+    recipe = results["recipe"]
+    lines.append(
+        f"fast recipe: test accuracy {recipe['test_accuracy']:.4f} (validation "
+        f"{recipe['val_accuracy']:.4f}) in {recipe['training_seconds']:.1f} s of training "
+        f"({recipe['images_per_second']:,.0f} images/s)"
+    )
+    return lines

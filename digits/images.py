@@ -1,0 +1,142 @@
+"""Image files -> the training distribution: (28, 28) float32 in [0, 1], light on dark.
+
+The steps follow how the datasets were made:
+
+- grey (Pillow's ``L``; transparent pixels count as white paper);
+- light content on a dark background: an image whose border is mostly light is inverted;
+- the contrast stretched to 0..255 (a pencil photo's grey paper becomes black);
+- digits (MNIST): the content's bounding box fitted into 20x20 keeping its aspect, then
+  placed in 28x28 so that its centre of mass is at the centre;
+- garments (Fashion-MNIST, which was made by trimming, fitting the longest side into 28 and
+  centring the box): the bounding box fitted into 28x28 and centred.
+
+A 28x28 image is taken to be in the training format already: it is only made grey and, on a
+light background, inverted (so a test image written as PNG predicts exactly as in memory).
+Resampling is Pillow's (Lanczos for shrinking, as an antialiasing filter).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from digits.errors import DataError
+
+SIZE = 28
+DIGIT_BOX = 20  # MNIST: "normalized to fit in a 20x20 pixel box"
+MIN_SIDE = 8  # smaller images hold no recognisable digit or garment
+CONTENT_LEVEL = 0.25  # after stretching: pixels above this fraction of white are content
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class ImageError(DataError):
+    """A file that cannot be made into a 28x28 input; the message says why."""
+
+
+def read_image(path: str | os.PathLike[str]) -> Image.Image:
+    """Open ``path`` as a grey ``L`` image, transparent pixels on white.
+
+    Raises:
+        ImageError: Missing, empty, not an image Pillow reads, or smaller than 8x8.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageError("not found")
+    if path.is_file() and path.stat().st_size == 0:
+        raise ImageError("empty file")
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except UnidentifiedImageError:
+        raise ImageError("not an image Pillow can read (PNG, JPEG, ...)") from None
+    except (OSError, ValueError) as error:
+        raise ImageError(f"damaged image ({error})") from None
+    if min(image.size) < MIN_SIDE:
+        width, height = image.size
+        raise ImageError(
+            f"{width}x{height} pixels is too small; need at least {MIN_SIDE}x{MIN_SIDE}"
+        )
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        paper = Image.new("RGBA", image.size, "white")
+        image = Image.alpha_composite(paper, image.convert("RGBA"))
+    return image.convert("L")
+
+
+def light_background(grey: np.ndarray) -> bool:
+    """Whether the border of a (h, w) uint8 image is mostly light (dark content on paper)."""
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    return float(np.median(border)) > 127
+
+
+def to_training_format(image: Image.Image, style: str = "digits") -> np.ndarray:
+    """A grey image as the network's input: (28, 28) float32 in [0, 1], light on dark.
+
+    Args:
+        image: A Pillow ``L`` image (``read_image``).
+        style: ``digits`` (20x20 box, centred by centre of mass) or ``garments`` (28x28
+            box, centred by its bounding box).
+
+    Raises:
+        ImageError: The image is blank (one grey level): there is nothing to recognise.
+    """
+    grey = np.asarray(image, dtype=np.uint8)
+    if light_background(grey):
+        grey = 255 - grey
+    if grey.shape == (SIZE, SIZE):
+        return grey.astype(np.float32) / 255.0
+    low, high = int(grey.min()), int(grey.max())
+    if high == low:
+        raise ImageError("blank image: one grey level, nothing to recognise")
+    stretched = (grey.astype(np.float32) - low) / (high - low)  # background ~0, content ~1
+    rows = np.flatnonzero((stretched > CONTENT_LEVEL).any(axis=1))
+    columns = np.flatnonzero((stretched > CONTENT_LEVEL).any(axis=0))
+    content = stretched[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+    box = DIGIT_BOX if style == "digits" else SIZE
+    fitted = _fit(content, box)
+    canvas = np.zeros((SIZE, SIZE), np.float32)
+    height, width = fitted.shape
+    if style == "digits":
+        # Shift so that the centre of mass lands on the canvas centre, as MNIST did.
+        total = fitted.sum()
+        centre_row = (fitted.sum(axis=1) @ np.arange(height)) / total
+        centre_column = (fitted.sum(axis=0) @ np.arange(width)) / total
+        top = round((SIZE - 1) / 2 - centre_row)
+        left = round((SIZE - 1) / 2 - centre_column)
+        top = min(max(top, 0), SIZE - height)
+        left = min(max(left, 0), SIZE - width)
+    else:
+        top, left = (SIZE - height) // 2, (SIZE - width) // 2
+    canvas[top : top + height, left : left + width] = fitted
+    return canvas
+
+
+def _fit(content: np.ndarray, box: int) -> np.ndarray:
+    """Resize (h, w) values in [0, 1] so the longer side is ``box`` pixels, aspect kept."""
+    height, width = content.shape
+    scale = box / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))  # Pillow: (w, h)
+    resized = Image.fromarray(content).resize(size, Image.Resampling.LANCZOS)
+    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+
+
+def image_files(paths: list[str]) -> list[Path]:
+    """The files to predict: each named path, and the image files inside named folders.
+
+    Folders are listed in name order, their PNG and JPEG files only; a named path is kept
+    whatever it is, so that what is wrong with it is reported.
+    """
+    found: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found += sorted(
+                child
+                for child in path.rglob("*")
+                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES
+            )
+        else:
+            found.append(path)
+    return found

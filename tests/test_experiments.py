@@ -1,0 +1,40 @@
+"""The benchmark's user-facing timings: import-time parsing and the recipe the README gives."""
+
+import re
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+from benchmarks import experiments
+from digits.params import parse_section, read_yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+PROFILE = """\
+import time: self [us] | cumulative | imported package
+import time:       100 |        100 |   _frozen_importlib_external
+import time:      2000 |    1500000 | tensorflow
+import time:       500 |     700000 |   tensorflow.python
+import time:        50 |     250000 | mlflow
+"""
+
+
+def test_import_seconds_sum_only_the_top_level_imports():
+    assert experiments.import_seconds(PROFILE) == 1.75
+
+
+def test_set_flags_are_dvc_exp_run_options():
+    flags = experiments.set_flags({"train.steps": 10, "train.precision": "bfloat16"})
+    assert flags == ["-S", "train.steps=10", "-S", "train.precision=bfloat16"]
+
+
+def test_readme_recipe_is_the_one_make_bench_runs_and_a_valid_train_section():
+    section = (REPO_ROOT / "README.md").read_text().split("## Performance", 1)[1]
+    command = re.search(r"^dvc exp run (-S .*)$", section, re.MULTILINE).group(1)
+    values = dict(re.findall(r"-S (\S+)=(\S+)", command))
+    yaml = YAML(typ="safe", pure=True)  # as `dvc exp run -S` parses a value
+    assert {key: yaml.load(value) for key, value in values.items()} == experiments.FAST_RECIPE
+    raw = read_yaml(REPO_ROOT / "params.yaml")["train"]
+    for key, value in experiments.FAST_RECIPE.items():
+        raw[key.removeprefix("train.")] = value
+    assert parse_section("train", raw).precision == "bfloat16"

@@ -1,0 +1,101 @@
+"""The team stack's start and stop, without starting servers (tests/test_team.py starts them)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO_ROOT
+
+from digits.servers import free_port
+from teamstack import processes, stack
+
+
+def run_stack(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "teamstack.stack", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_port_in_use_stops_the_start_with_one_line_and_starts_nothing(tmp_path: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_stack(
+            "start",
+            "--dir",
+            str(tmp_path / "stack"),
+            "--no-dvc",
+            STACK_S3_PORT=str(port),
+            STACK_PG_PORT=str(free_port()),
+            STACK_MLFLOW_PORT=str(free_port()),
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"error: port {port} on 127.0.0.1, needed by the S3 server, is in use; stop what "
+        f"holds it (`ss -ltnp 'sport = :{port}'`) or choose another port "
+        "(STACK_S3_PORT=... for a new stack folder)"
+    )
+    assert not (tmp_path / "stack" / "pids").exists()
+
+
+def test_stop_ends_only_processes_the_stack_started(tmp_path: Path):
+    folder = tmp_path / "stack"
+    (folder / "pids").mkdir(parents=True)
+    # A pid file naming someone else's process (a reused pid): stop must leave it alone.
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (folder / "pids" / "s3.pid").write_text(f"{stranger.pid}\n")
+        result = run_stack("stop", "--dir", str(folder))
+        assert result.returncode == 0, result.stderr
+        assert stranger.poll() is None
+        assert not (folder / "pids" / "s3.pid").exists()
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_stop_ends_the_whole_process_group_it_started(tmp_path: Path):
+    folder = tmp_path / "stack"
+    folder.mkdir()
+    # A server that ignores SIGTERM and has a child: stop escalates and ends both.
+    script = (
+        "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        "time.sleep(60)"
+    )
+    env = {**os.environ, "STACK_MARK": str(folder.resolve())}
+    pid = processes.spawn(folder, "mlflow", [sys.executable, "-c", script], env)
+    assert processes.running_pid(folder, "mlflow") == pid
+    stack.stop(folder)
+    assert processes.running_pid(folder, "mlflow") is None
+    os.waitpid(pid, 0)  # our child here: reap it, so only live processes count below
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        pass
+    else:
+        raise AssertionError(f"process group {pid} is still alive")
+
+
+def test_a_secret_starting_with_a_dash_reaches_the_dvc_config_whole(tmp_path: Path, monkeypatch):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
+    state = {"ports": {"s3": 8333}, "s3_access_key": "-access", "s3_secret_key": "-tvU3vrYsS7X"}
+    stack.configure_dvc(tmp_path, state)
+    config = (tmp_path / ".dvc" / "config.local").read_text()
+    assert "access_key_id = -access" in config
+    assert "secret_access_key = -tvU3vrYsS7X" in config
+    # New stacks never make such a secret (other tools take it for an option, too).
+    tokens = iter(["-first", "second"])
+    monkeypatch.setattr(stack.secrets, "token_urlsafe", lambda size: next(tokens))
+    assert stack.new_secret() == "second"
