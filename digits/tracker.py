@@ -8,19 +8,41 @@ imported inside the methods, only when there is a run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from digits.atomic import Outputs
-from digits.errors import DISK_FULL, write_error
+from digits.errors import DISK_FULL, signals_deferred, write_error
 from digits.mlflow_store import Store
 from digits.params import Params
 from digits.run_values import dotted_params, file_md5, pinned_requirements, top_level_metrics
 
 MODEL_ARTIFACT = "model"  # the name of a logged model when none is given
+
+
+def uninterrupted(write: Callable) -> Callable:
+    """Hold back Ctrl-C, SIGTERM and SIGHUP while ``write`` talks to the store; act on them
+    after it.
+
+    A stop raised in the middle of a store write (between SQLAlchemy's statements, or inside
+    an artifact upload) can leave the connection mid-transaction, and the run could then not
+    be ended KILLED ("database is locked"). A stop waits for the write at hand: milliseconds
+    for a metric, seconds for a model.
+    """
+
+    @functools.wraps(write)
+    def deferred(*args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():
+            return write(*args, **kwargs)  # signals reach the main thread only
+        with signals_deferred():
+            return write(*args, **kwargs)
+
+    return deferred
 
 
 class Tracker:
@@ -40,6 +62,7 @@ class Tracker:
             return "MLflow tracking is off (tracking.enabled: false)"
         return f"MLflow run {self.run_id} in {self.store.tracking_uri}"
 
+    @uninterrupted
     def log_params(self, params: Params, sections: tuple[str, ...]) -> None:
         """Log the sections' params under dotted names.
 
@@ -68,6 +91,7 @@ class Tracker:
         for tag in same:
             client.delete_tag(self.run_id, tag)
 
+    @uninterrupted
     def log_step(self, step: int, values: Mapping[str, float]) -> None:
         """Log the metrics of one evaluation during training at its ``step``."""
         if self.run_id is None:
@@ -76,6 +100,7 @@ class Tracker:
 
         mlflow.log_metrics({name: float(value) for name, value in values.items()}, step=step)
 
+    @uninterrupted
     def log_missing_steps(self, steps: list[tuple[int, Mapping[str, float]]]) -> None:
         """Log the ``(step, metrics)`` the run does not hold yet (resuming: the checkpoint is
         written before its row is logged, so the run may lack the last one, never more)."""
@@ -90,6 +115,7 @@ class Tracker:
             if step not in logged:
                 self.log_step(step, values)
 
+    @uninterrupted
     def log_metrics(self, values: Mapping[str, Any], prefix: str) -> None:
         """Log the top-level numbers of a metrics file, named ``prefix + key``."""
         if self.run_id is None:
@@ -98,6 +124,7 @@ class Tracker:
 
         mlflow.log_metrics(top_level_metrics(values, prefix))
 
+    @uninterrupted
     def log_data(
         self,
         files: Mapping[str, Path],
@@ -136,6 +163,7 @@ class Tracker:
             )
             mlflow.log_input(logged, context=split)
 
+    @uninterrupted
     def log_files(self, *paths: str | os.PathLike[str], outputs: Outputs | None = None) -> None:
         """Log files or folders as artifacts, at their paths relative to the working folder.
 
@@ -182,6 +210,7 @@ class Tracker:
             where = f"MLflow's artifacts, {mlflow.get_artifact_uri()}"
             raise write_error(name, error, where) from None
 
+    @uninterrupted
     def log_model(
         self, model, example, name: str = MODEL_ARTIFACT, registered_name: str = ""
     ) -> str | None:

@@ -29,7 +29,7 @@ from digits.params import TrackingParams
 from digits.run_values import git_commit, run_tags
 from digits.store_access import find_run, open_store
 from digits.store_checks import UNCHANGED, store_errors
-from digits.tracker import Tracker
+from digits.tracker import Tracker, uninterrupted
 
 # What MLflow names a run by: uuid4().hex.
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -39,6 +39,16 @@ SAME_MODEL_TAG = "digits.same_model_as"
 
 def read_run_file(path: str | os.PathLike[str]) -> str | None:
     """The run id that ``train`` recorded, or None when it ran with tracking off.
+
+    Raises:
+        DataError: The file is missing or damaged.
+    """
+    return read_run_record(path)["run_id"]
+
+
+def read_run_record(path: str | os.PathLike[str]) -> dict:
+    """What ``train`` recorded: ``run_id`` (checked: an MLflow run id, or None), and with
+    tracking on ``experiment`` and ``model_uri``.
 
     Raises:
         DataError: The file is missing or damaged.
@@ -60,7 +70,7 @@ def read_run_file(path: str | os.PathLike[str]) -> str | None:
             f"the file was edited or damaged: restore it (`dvc checkout {path}`) or retrain "
             "with `dvc repro --force train`"
         )
-    return run_id
+    return record
 
 
 @contextlib.contextmanager
@@ -100,9 +110,9 @@ def new_run(
     experiment_id = open_store(store, tracking.experiment)
     with store_errors(store, UNCHANGED):
         if resume_run_id is not None and _in_experiment(store, resume_run_id, experiment_id):
-            run = mlflow.start_run(run_id=resume_run_id)
+            run = uninterrupted(mlflow.start_run)(run_id=resume_run_id)
         else:
-            run = mlflow.start_run(
+            run = uninterrupted(mlflow.start_run)(
                 experiment_id=experiment_id,
                 run_name=os.environ.get("DVC_EXP_NAME") or None,
                 tags=run_tags(os.environ, git_commit(os.environ, Path.cwd())),
@@ -117,7 +127,7 @@ def new_run(
         }
         kept = _same_model_record(run_file, model, outputs, store, experiment_id)
         if kept is not None and kept["run_id"] != run.info.run_id:
-            mlflow.set_tag(SAME_MODEL_TAG, kept["run_id"])
+            uninterrupted(mlflow.set_tag)(SAME_MODEL_TAG, kept["run_id"])
             tracker.kept_run_id = kept["run_id"]
             record = kept
         outputs.write_json(run_file, record)
@@ -135,10 +145,10 @@ def _same_model_record(
     if model is None or not Path(model).is_file():
         return None
     try:
-        run_id = read_run_file(run_file)
-        record = json.loads(Path(run_file).read_text())
+        record = read_run_record(run_file)
     except (DataError, OSError):
         return None
+    run_id = record["run_id"]
     if run_id is None or not filecmp.cmp(outputs.staged(model), model, shallow=False):
         return None
     return record if _in_experiment(store, run_id, experiment_id) else None
@@ -174,7 +184,7 @@ def model_run(
     store = resolve_store(os.environ, Path.cwd())
     find_run(store, run_id, run_file)
     with store_errors(store, UNCHANGED):
-        mlflow.start_run(run_id=run_id)
+        uninterrupted(mlflow.start_run)(run_id=run_id)
     with _ending(run_id, store, outputs), outputs:
         yield Tracker(run_id, store)
 
@@ -206,10 +216,11 @@ def _ending(run_id: str, store: Store, outputs: Outputs) -> Iterator[None]:
     except StoreError:
         raise
     except (KeyboardInterrupt, Terminated):
-        mlflow.end_run("FINISHED" if outputs.swapped else "KILLED")
+        uninterrupted(mlflow.end_run)("FINISHED" if outputs.swapped else "KILLED")
         raise
     except BaseException:
-        mlflow.end_run("FAILED")
+        uninterrupted(mlflow.end_run)("FAILED")
         raise
+    # A stop that arrives while the run is being ended waits for it (the outputs are in place).
     with store_errors(store, "its outputs are written, but the run is left RUNNING"):
-        mlflow.end_run("FINISHED")
+        uninterrupted(mlflow.end_run)("FINISHED")

@@ -22,7 +22,8 @@ WORKSPACE = "workspace"  # the name DVC gives the working tree in its diffs
 # Evaluate's per-class table: a plain JSON file, not a DVC metric (30 columns would flood
 # `dvc exp show`), which `dvc metrics diff --targets` still reads.
 PER_CLASS_FILE = "metrics/per_class.json"
-# Train's model size and timings, a plain JSON file for the same reason (facts of the run).
+# Train's training-set scores, model size and timings: a plain JSON file for the same reason
+# (facts of the run).
 TRAIN_RUN_FILE = "metrics/train_run.json"
 
 

@@ -21,7 +21,7 @@ from search.space import TEST_METRIC_PREFIXES
 
 TEST_ACCURACY = "eval.accuracy"
 # Numbers that describe a run, not how good its model is: never offered for ranking.
-# (Model size and timings are in metrics/train_run.json, not a DVC metric.)
+# (Training-set scores, model size and timings are in metrics/train_run.json, not a DVC metric.)
 NOT_SCORES = ("data.", "train.steps", "train.best_step", "train.stopped_step")
 
 

@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> None:
         "--run-facts",
         type=Path,
         default=Path("metrics/train_run.json"),
-        help="model size and timings (JSON): facts of the run, not scores",
+        help="training-set loss and accuracy, model size and timings (JSON): facts of the run, "
+        "not DVC metrics",
     )
     parser.add_argument(
         "--history",

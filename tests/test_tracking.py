@@ -1,5 +1,7 @@
 import json
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -111,6 +113,33 @@ def test_a_failing_or_interrupted_stage_ends_its_run_failed_or_killed(workspace,
     with pytest.raises(error), tracking.model_run(ON, workspace / "run.json"):
         raise error("stop")
     assert client(workspace).get_run(run_id).info.status == status
+
+
+def test_a_stop_while_the_run_ends_waits_until_it_is_finished(workspace, monkeypatch):
+    """A SIGTERM that lands as the run is being ended, once the outputs are in place, is
+    acted on after the store write: the run ends FINISHED, then the stage stops."""
+    import mlflow
+
+    real_end_run = mlflow.end_run
+
+    def end_run_with_a_stop_on_the_way(status="FINISHED"):
+        os.kill(os.getpid(), signal.SIGTERM)
+        real_end_run(status)
+
+    def raise_terminated(signum, frame):
+        raise Terminated(signum)
+
+    monkeypatch.setattr(mlflow, "end_run", end_run_with_a_stop_on_the_way)
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        with pytest.raises(Terminated):
+            finished_run(workspace)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        while mlflow.active_run() is not None:
+            real_end_run("FAILED")
+    run_id = tracking.read_run_file(workspace / "run.json")
+    assert client(workspace).get_run(run_id).info.status == "FINISHED"
 
 
 def test_a_rerun_with_changed_params_keeps_the_first_value_and_tags_the_new_one(workspace):
