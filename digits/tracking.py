@@ -213,14 +213,16 @@ def _ending(run_id: str, store: Store, outputs: Outputs) -> Iterator[None]:
     try:
         with store_errors(store):
             yield
+        # A stop that arrives while the run is being ended waits for it; one that arrives
+        # between the swap and here is caught below, and ends the run FINISHED all the same.
+        with store_errors(store, "its outputs are written, but the run is left RUNNING"):
+            uninterrupted(mlflow.end_run)("FINISHED")
     except StoreError:
         raise
     except (KeyboardInterrupt, Terminated):
+        # No-op when the run has already ended (the stop came after the end above).
         uninterrupted(mlflow.end_run)("FINISHED" if outputs.swapped else "KILLED")
         raise
     except BaseException:
         uninterrupted(mlflow.end_run)("FAILED")
         raise
-    # A stop that arrives while the run is being ended waits for it (the outputs are in place).
-    with store_errors(store, "its outputs are written, but the run is left RUNNING"):
-        uninterrupted(mlflow.end_run)("FINISHED")
