@@ -8,7 +8,6 @@ stack folder (the kernel reuses pids).
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import subprocess
 import time
@@ -98,13 +97,18 @@ def wait_until(ready, what: str, folder: Path, service: str) -> None:
 
 
 def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie leader of a group we no longer have children in counts as gone.
-    try:
-        status = Path(f"/proc/{pgid}/stat").read_text().split()[2]
-    except FileNotFoundError:
-        return True
-    return status != "Z"
+    """Whether a process of group ``pgid`` still runs.
+
+    Zombies do not count: they have exited and only wait for their parent to reap them (a
+    group leader that is our own child, or an orphan that init has not reaped yet), and
+    ``killpg(pgid, 0)`` would still find them.
+    """
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # "pid (command) state ppid pgrp ...": the command may hold spaces and brackets
+            state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # exited while we looked
+        if int(group) == pgid and state != "Z":
+            return True
+    return False

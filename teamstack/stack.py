@@ -196,6 +196,10 @@ def stop(folder: Path, services: tuple[str, ...] = SERVICES) -> None:
         if group_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+            # SIGKILL is delivered, not yet acted on: return once every process has ended.
+            deadline = time.monotonic() + 10
+            while group_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
         pid_file(folder, service).unlink(missing_ok=True)
         print(f"stopped {NAMES[service]} (pid {pid})")
 

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import REPO_ROOT
@@ -67,24 +68,35 @@ def test_stop_ends_only_processes_the_stack_started(tmp_path: Path):
 def test_stop_ends_the_whole_process_group_it_started(tmp_path: Path):
     folder = tmp_path / "stack"
     folder.mkdir()
-    # A server that ignores SIGTERM and has a child: stop escalates and ends both.
+    child_file = tmp_path / "child.pid"
+    # A server that ignores SIGTERM and has a child (which inherits SIG_IGN): stop escalates
+    # to SIGKILL and returns once both have ended.
     script = (
         "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        f"open({str(child_file)!r}, 'w').write(str(child.pid)); "
         "time.sleep(60)"
     )
     env = {**os.environ, "STACK_MARK": str(folder.resolve())}
     pid = processes.spawn(folder, "mlflow", [sys.executable, "-c", script], env)
     assert processes.running_pid(folder, "mlflow") == pid
+    deadline = time.monotonic() + 30
+    while not child_file.exists() or not child_file.read_text():
+        assert time.monotonic() < deadline, "the server never started its child"
+        time.sleep(0.05)
+    child = int(child_file.read_text())
+
     stack.stop(folder)
+
     assert processes.running_pid(folder, "mlflow") is None
-    os.waitpid(pid, 0)  # our child here: reap it, so only live processes count below
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        pass
-    else:
-        raise AssertionError(f"process group {pid} is still alive")
+    for process in (pid, child):
+        # Gone, or a zombie: exited, waiting for its parent (this test, or init) to reap it.
+        try:
+            state = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            continue
+        assert state == "Z", f"process {process} of the stopped group still runs ({state})"
+    os.waitpid(pid, 0)
 
 
 def test_a_secret_starting_with_a_dash_reaches_the_dvc_config_whole(tmp_path: Path, monkeypatch):
