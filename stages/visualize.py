@@ -105,6 +105,7 @@ def block_output(model: keras.Model, layer_name: str) -> keras.KerasTensor:
 def draw(model: keras.Model, split: Split, plan: Plan) -> Iterator[tuple[str, Figure | str]]:
     """Yield (file name inside the output folder, figure or text) for everything in ``plan``."""
     import keras
+    import numpy as np
 
     from digits.models import model_summary
     from digits.network_figures import filters_figure, layer_output_figure, predictions_figure
@@ -123,6 +124,8 @@ def draw(model: keras.Model, split: Split, plan: Plan) -> Iterator[tuple[str, Fi
     blocks = keras.Model(model.inputs, [block_output(model, name) for name in layer_names])
     results = blocks.predict(split.x[images], verbose=0)
     results = results if isinstance(results, list) else [results]  # one layer: no list
+    # A bfloat16 model's layers output bfloat16, which matplotlib cannot scale: draw float32.
+    results = [np.asarray(result, dtype=np.float32) for result in results]
     for name, index in plan.outputs:
         output = results[layer_names.index(name)][images.index(index)]  # (height, width, ch)
         label = split.class_names[split.labels[index]]

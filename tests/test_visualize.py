@@ -1,5 +1,8 @@
+import os
 import re
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,7 @@ from digits.models import build_model, conv_layers, load_model, model_summary
 from digits.network_figures import filters_figure, layer_output_figure, predictions_figure
 from digits.params import VisualizeParams, load_params
 from digits.params import replace as params_replace
-from digits.training import train
+from digits.training import check_precision, train
 from stages import visualize
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +60,14 @@ def _write_files(folder: Path) -> dict[str, Path]:
     build_model(train_params(model="mlp", fc_size=16)).save(folder / "mlp.keras")
     test = tiny_split(TEST_SIZE, 3)
     save_split(folder / "test.npz", test.x, test.y, NAMES)
-    return {"cnn": folder / "cnn.keras", "mlp": folder / "mlp.keras", "test": folder / "test.npz"}
+    files = {"cnn": folder / "cnn.keras", "mlp": folder / "mlp.keras", "test": folder / "test.npz"}
+    try:
+        check_precision("bfloat16")
+    except ParamsError:  # an AVX2-only CPU: no bfloat16 model to draw
+        return files
+    params = params_replace(params, precision="bfloat16")
+    train(params, tiny_split(60, 1), tiny_split(10, 2)).model.save(folder / "bfloat16.keras")
+    return {**files, "bfloat16": folder / "bfloat16.keras"}
 
 
 def run(files, tmp_path, model="cnn", **visualize_params) -> tuple[int, Path]:
@@ -93,6 +103,27 @@ def test_default_params_write_every_picture_with_sensible_sizes(files, tmp_path,
     assert "notice: conv1 has 1 input channel: input channel 1 skipped" in printed
     assert f"wrote {len(DEFAULT_FILES)} files to {out}" in printed
     assert [path.name for path in out.parent.iterdir()] == ["visualize"], "no temporary folders"
+
+
+def test_a_bfloat16_model_gets_every_picture(files, tmp_path):
+    """Its layers output bfloat16, which matplotlib cannot scale (the fast recipe's model).
+    Run as DVC runs it, in a process of its own: inside pytest's process the same drawing
+    went through."""
+    if "bfloat16" not in files:
+        pytest.skip("this CPU has no bfloat16 convolution (AVX2 only)")
+    params_copy(tmp_path, TRACKING_OFF)
+    out = tmp_path / "plots" / "visualize"
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.visualize", "--params", "params.yaml",
+         "--model", str(files["bfloat16"]), "--test", str(files["test"]), "--out", str(out),
+         "--run", "run.json"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    written = {str(path.relative_to(out)) for path in out.rglob("*") if path.is_file()}
+    assert written == DEFAULT_FILES
 
 
 def test_rerun_replaces_the_folder_so_no_stale_pictures_stay(files, tmp_path):
