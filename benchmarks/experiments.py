@@ -24,8 +24,9 @@ FAST_RECIPE = {
     "train.batch_size": 128,
     "train.lr_schedule": "one_cycle",
     "train.learning_rate": 0.005,
-    "train.steps": 4500,
+    "train.steps": 6000,
     "train.eval_every": 500,
+    "train.dropout": 0.3,
 }
 STAGES_WITH_TENSORFLOW = ("train", "evaluate", "visualize")
 
