@@ -16,9 +16,19 @@ from pathlib import Path
 
 def free_port() -> int:
     """A TCP port of 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free TCP ports of 127.0.0.1. Each probe stays bound until all are
+    chosen: asked one after another, the kernel may hand out the same port twice."""
+    with contextlib.ExitStack() as probes:
+        ports = []
+        for _ in range(count):
+            probe = probes.enter_context(socket.socket())
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+        return ports
 
 
 def answers(url: str, timeout: float = 5) -> bool:

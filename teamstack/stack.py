@@ -62,8 +62,15 @@ def load_state(folder: Path, ports: dict[str, int | None]) -> dict:
         if port is not None:
             state["ports"][service] = port
         state["ports"].setdefault(service, DEFAULT_PORTS[service])
+    # SeaweedFS' own ports, each distinct: the kernel may hand out a free port twice in a row
+    # (a folder made before this check may hold a repeat: it gets a new port).
+    taken = {port for service, port in state["ports"].items() if not service.startswith("weed_")}
     for name in WEED_INTERNAL:
-        state["ports"].setdefault(f"weed_{name}", free_port())
+        port = state["ports"].get(f"weed_{name}")
+        while port is None or port in taken:
+            port = free_port()
+        state["ports"][f"weed_{name}"] = port
+        taken.add(port)
     for name in ("postgres_password", "admin_password", "user_password", "s3_secret_key"):
         state.setdefault(name, new_secret())
     state.setdefault("s3_access_key", "team" + secrets.token_hex(6))

@@ -67,17 +67,14 @@ def stack_command(folder: Path, *args: str, **env: str) -> subprocess.CompletedP
 def stack() -> Iterator[dict]:
     """A running stack in a temporary folder: its settings (``env``) and where it lives."""
     require_team_stack()
-    from digits.servers import free_port
+    from digits.servers import free_ports
 
     # PostgreSQL runs as `postgres` when we are root: the folder must let that account in,
     # and pytest's own temporary folders are private to root.
     folder = Path(tempfile.mkdtemp(prefix="team-stack-"))
     folder.chmod(0o755)
-    ports = {
-        "STACK_S3_PORT": str(free_port()),
-        "STACK_PG_PORT": str(free_port()),
-        "STACK_MLFLOW_PORT": str(free_port()),
-    }
+    settings = ("STACK_S3_PORT", "STACK_PG_PORT", "STACK_MLFLOW_PORT")
+    ports = {setting: str(port) for setting, port in zip(settings, free_ports(3), strict=True)}
     try:
         started = time.monotonic()
         result = stack_command(folder / "stack", "start", "--no-dvc", **ports)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -11,8 +12,8 @@ from pathlib import Path
 
 from conftest import REPO_ROOT
 
-from digits.servers import free_port
-from teamstack import processes, stack
+from digits.servers import free_ports
+from teamstack import processes, s3, stack
 
 
 def run_stack(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -31,14 +32,15 @@ def test_a_port_in_use_stops_the_start_with_one_line_and_starts_nothing(tmp_path
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
+        postgres, mlflow = free_ports(2)
         result = run_stack(
             "start",
             "--dir",
             str(tmp_path / "stack"),
             "--no-dvc",
             STACK_S3_PORT=str(port),
-            STACK_PG_PORT=str(free_port()),
-            STACK_MLFLOW_PORT=str(free_port()),
+            STACK_PG_PORT=str(postgres),
+            STACK_MLFLOW_PORT=str(mlflow),
         )
     assert result.returncode == 1
     assert result.stderr.strip() == (
@@ -63,6 +65,26 @@ def test_stop_ends_only_processes_the_stack_started(tmp_path: Path):
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_seaweedfs_ports_are_distinct_even_when_the_kernel_repeats_one(tmp_path, monkeypatch):
+    """Seen: master and filer both got 53639 from two calls to free_port, and the filer could
+    not bind. A folder that holds such a repeat is mended on the next start."""
+    offered = iter([40001, 40001, 8333, 40002, 40002, 40003, 40004, 40005, 40006, 40007, 40008])
+    monkeypatch.setattr(stack, "free_port", lambda: next(offered))
+    folder = tmp_path / "stack"
+    ports = stack.load_state(folder, dict.fromkeys(stack.PORT_SETTINGS))["ports"]
+    weed = [ports[f"weed_{name}"] for name in s3.WEED_INTERNAL]
+    assert len(set(weed)) == len(weed), ports
+    assert not set(weed) & {ports["s3"], ports["postgres"], ports["mlflow"]}
+
+    state = json.loads((folder / "stack.json").read_text())
+    state["ports"]["weed_filer"] = state["ports"]["weed_master"]
+    (folder / "stack.json").write_text(json.dumps(state))
+    mended = stack.load_state(folder, dict.fromkeys(stack.PORT_SETTINGS))["ports"]
+    assert mended["weed_master"] == ports["weed_master"], "a port in use by the stack stays"
+    weed = [mended[f"weed_{name}"] for name in s3.WEED_INTERNAL]
+    assert len(set(weed)) == len(weed), mended
 
 
 def test_stop_ends_the_whole_process_group_it_started(tmp_path: Path):
