@@ -5,6 +5,7 @@ all as they were, and a stage whose dvc is gone replaces nothing."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -96,12 +97,19 @@ def alive(pid: int) -> bool:
 
 
 def test_sigterm_to_dvc_repro_stops_its_stage_without_replacing_anything(committed):
-    """What a CI runner or a scheduler does: SIGTERM to the process it started, `dvc`."""
+    """What a CI runner or a scheduler does: SIGTERM to the process it started, `dvc`.
+
+    With SHELL unset, as under a CI runner, dvc runs the command with `/bin/sh -c`; dash
+    forks for it where bash replaces itself, so the stage's own parent would be a shell
+    that outlives dvc. The `exec` in dvc.yaml makes the stage dvc's child on every shell."""
     before = snapshot(committed.root, TRAIN_OUTPUTS)
     lock_before = (committed.root / "dvc.lock").read_text()
+    committed = dataclasses.replace(committed, env={**committed.env, "SHELL": "/bin/sh"})
     process, lines = start_long_training(committed)
     try:
         (train,) = children_of(process.pid)
+        command = (Path("/proc") / str(train) / "cmdline").read_bytes().split(b"\0")
+        assert command[1:3] == [b"-m", b"stages.train"], f"dvc's child is not the stage: {command}"
         sent = time.monotonic()
         process.terminate()  # dvc only, not its process group
         assert process.wait(timeout=60) != 0

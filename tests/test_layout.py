@@ -25,7 +25,7 @@ STAGES = YAML(typ="safe", pure=True).load((REPO_ROOT / "dvc.yaml").read_text())[
 def test_dvc_yaml_lists_exactly_the_modules_a_stage_imports(stage: str):
     script = f"stages/{stage}.py"
     listed = {dep for dep in STAGES[stage]["deps"] if dep.endswith(".py")}
-    assert f"python -m stages.{stage} " in STAGES[stage]["cmd"]
+    assert STAGES[stage]["cmd"].startswith(f"exec python -m stages.{stage} ")
     assert listed == {script} | library_closure(REPO_ROOT / script)
 
 
