@@ -10,12 +10,11 @@ whole wall time. Every figure comes from commands a user would type, run in ``ro
 from __future__ import annotations
 
 import json
-import shlex
 import subprocess
 import time
 from pathlib import Path
 
-from benchmarks.harness import timed
+from benchmarks.harness import stage_command, timed
 from digits.params import read_yaml
 
 # The README's time-to-accuracy recipe (Performance), as `dvc exp run -S` values.
@@ -53,7 +52,7 @@ def startup_figures(root: Path, env: dict[str, str]) -> dict[str, dict[str, floa
     stages = read_yaml(root / "dvc.yaml")["stages"]
     figures = {}
     for name in STAGES_WITH_TENSORFLOW:
-        command = shlex.split(stages[name]["cmd"])
+        command = stage_command(stages, name)
         started = time.perf_counter()
         result = subprocess.run(
             command, cwd=root, env={**env, "PYTHONPROFILEIMPORTTIME": "1"},

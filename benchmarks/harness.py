@@ -8,6 +8,7 @@ processes hits every contender alike; the median of each contender's rounds is k
 from __future__ import annotations
 
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -51,6 +52,12 @@ def summarise(rounds: dict[str, list[float]], reference: str) -> dict:
         },
         "rounds": rounds,
     }
+
+
+def stage_command(stages: dict, name: str) -> list[str]:
+    """A stage's dvc.yaml command as an argument list to run without a shell (no ``exec``)."""
+    command = shlex.split(stages[name]["cmd"])
+    return command[1:] if command[0] == "exec" else command
 
 
 def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from ruamel.yaml import YAML
 
-from benchmarks.harness import peak_memory_mib, timed
+from benchmarks.harness import peak_memory_mib, stage_command, timed
 from digits import idx
 from digits.checkout import copy_checkout
 from digits.datasets import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
@@ -92,7 +91,7 @@ def pipeline_figures(
     timed(["dvc", "repro"], root, env)
     noop = statistics.median(timed(["dvc", "repro"], root, env) for _ in range(3))
     # The stage's own command line; `python` resolves through PATH as under DVC.
-    train_command = shlex.split(read_yaml(root / "dvc.yaml")["stages"]["train"]["cmd"])
+    train_command = stage_command(read_yaml(root / "dvc.yaml")["stages"], "train")
     memory = peak_memory_mib(train_command, root, env)
     return {
         "download_preprocess_seconds": round(download_preprocess, 2),

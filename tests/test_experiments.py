@@ -6,6 +6,7 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 from benchmarks import experiments
+from benchmarks.harness import stage_command
 from digits.params import parse_section, read_yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -38,3 +39,10 @@ def test_readme_recipe_is_the_one_make_bench_runs_and_a_valid_train_section():
     for key, value in experiments.FAST_RECIPE.items():
         raw[key.removeprefix("train.")] = value
     assert parse_section("train", raw).precision == "bfloat16"
+
+
+def test_benchmarks_run_each_stage_command_without_its_shell_exec():
+    stages = read_yaml(REPO_ROOT / "dvc.yaml")["stages"]
+    for name in stages:
+        command = stage_command(stages, name)
+        assert command[:3] == ["python", "-m", f"stages.{name}"]
