@@ -7,6 +7,7 @@ the message printed on a stop says what is true).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import errno
@@ -14,8 +15,10 @@ import faulthandler
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 # Signals that stop a stage cleanly: Ctrl-C, `kill` / a CI runner / a scheduler, and a closed
 # terminal. Each raises in the main thread, so ``finally`` blocks remove temporary files.
@@ -187,6 +190,26 @@ def run_stage(main: Callable[[list[str] | None], None], argv: list[str] | None =
         for signum in STOP_SIGNALS:
             signal.signal(signum, signal.SIG_IGN)
     return 0
+
+
+def exit_stage(code: int) -> NoReturn:
+    """End the stage process with ``code`` without the interpreter's own shutdown.
+
+    Once a TensorFlow stage has printed its last line, Python's shutdown (clearing every
+    module, then TensorFlow's C++ destructors) took another 1.2-1.6 s here, with no Python
+    frame running; every `dvc repro` and `dvc exp run` waited for it. By then the outputs are
+    in place and the MLflow run is ended. What a normal exit does that matters still happens:
+    threads that are not daemons are waited for, ``atexit`` handlers run (the stderr filter
+    of ``digits.native_log`` writes out what it holds) and the standard streams are flushed.
+    """
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed or broken stream: nothing to keep
+            stream.flush()
+    os._exit(code)
 
 
 def stop_message(signum: int) -> str:

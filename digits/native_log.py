@@ -13,7 +13,7 @@ through a filter process:
 
     if __name__ == "__main__":
         filter_native_log()
-        sys.exit(run_stage(main))
+        exit_stage(run_stage(main))
 
 It drops those lines, and absl lines below the level; everything else (Python tracebacks,
 ``error:`` lines, absl errors) passes unchanged. The filter is a forked child process, not a

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from digits import cli
 from digits.atomic import atomic_path
 from digits.datasets import DEFAULT_CATALOG, Dataset, RemoteFile, load_dataset
-from digits.errors import PipelineError, run_stage
+from digits.errors import PipelineError, exit_stage, run_stage
 from digits.gzip_check import GzipCheck, TooLarge, gz_limit
 from digits.params import load_params
 
@@ -246,4 +246,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_stage(main))
+    exit_stage(run_stage(main))

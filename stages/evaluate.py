@@ -5,7 +5,6 @@ The only stage (with visualize) that reads the test set.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,7 +12,7 @@ import numpy as np
 
 from digits import cli
 from digits.arrays import Split
-from digits.errors import run_stage
+from digits.errors import exit_stage, run_stage
 from digits.native_log import filter_native_log
 from digits.threads import apply_thread_budget
 
@@ -165,4 +164,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     filter_native_log()  # before TensorFlow loads: its C++ notices (digits/native_log.py)
-    sys.exit(run_stage(main))
+    exit_stage(run_stage(main))

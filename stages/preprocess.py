@@ -6,7 +6,6 @@ apart and only the evaluate and visualize stages read it.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from digits.datasets import (
     TRAIN_LABELS,
     load_dataset,
 )
-from digits.errors import DataError, ParamsError, run_stage
+from digits.errors import DataError, ParamsError, exit_stage, run_stage
 from digits.params import load_params
 from digits.shapes import IMAGE_SHAPE, NUM_CLASSES
 
@@ -129,4 +128,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_stage(main))
+    exit_stage(run_stage(main))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from digits import checkpoint, cli, tracking
 from digits.arrays import load_split
 from digits.atomic import Outputs
-from digits.errors import run_stage
+from digits.errors import exit_stage, run_stage
 from digits.native_log import filter_native_log
 from digits.params import TrainParams, load_params
 from digits.run_values import model_name
@@ -203,4 +203,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     filter_native_log()  # before TensorFlow loads: its C++ notices (digits/native_log.py)
-    sys.exit(run_stage(main))
+    exit_stage(run_stage(main))

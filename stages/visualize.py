@@ -10,7 +10,6 @@ Writes one folder (``plots/visualize``) with predictable names::
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from digits import cli
 from digits.arrays import Split
-from digits.errors import ParamsError, run_stage
+from digits.errors import ParamsError, exit_stage, run_stage
 from digits.native_log import filter_native_log
 from digits.params import VisualizeParams
 from digits.threads import apply_thread_budget
@@ -180,4 +179,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     filter_native_log()  # before TensorFlow loads: its C++ notices (digits/native_log.py)
-    sys.exit(run_stage(main))
+    exit_stage(run_stage(main))

@@ -120,3 +120,33 @@ def test_a_clean_up_that_hangs_after_a_stop_ends_in_the_grace_period_saying_wher
     assert result.returncode != 0
     assert "Timeout (0:00:02)!" in result.stderr
     assert "stuck_in_clean_up" in result.stderr
+
+
+# A stage that ends with work still pending: a thread that is not a daemon, an atexit handler
+# and output left in the buffers (stdout is a pipe here, so Python buffers it).
+ENDING = """
+import atexit, sys, threading, time
+from pathlib import Path
+from digits.errors import exit_stage
+
+def late_write():
+    time.sleep(0.3)
+    Path(sys.argv[1]).write_text("written")
+
+threading.Thread(target=late_write).start()
+atexit.register(lambda: print("atexit handler ran"))
+print("last line", end="")
+sys.stderr.write("last error line")
+exit_stage(3)
+"""
+
+
+def test_exit_stage_skips_the_interpreter_shutdown_but_loses_no_pending_work(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", ENDING, str(tmp_path / "late.txt")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == "last lineatexit handler ran\n"
+    assert result.stderr == "last error line"
+    assert (tmp_path / "late.txt").read_text() == "written", "the thread was waited for"
