@@ -46,3 +46,12 @@ def test_benchmarks_run_each_stage_command_without_its_shell_exec():
     for name in stages:
         command = stage_command(stages, name)
         assert command[:3] == ["python", "-m", f"stages.{name}"]
+
+
+def test_stages_run_reads_the_stages_dvc_ran():
+    output = (
+        "Stage 'train' didn't change, skipping\nRunning stage 'evaluate':\n"
+        "> exec python -m stages.evaluate\nRunning stage 'visualize':\n"
+    )
+    assert experiments.stages_run(output) == ["evaluate", "visualize"]
+    assert experiments.stages_run("Stage 'evaluate' didn't change, skipping\n") == []
