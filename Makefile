@@ -140,8 +140,12 @@ stack: install-team stack-servers
 stack-down:
 	$(BIN)/python -m teamstack.stack stop --dir "$(STACK_DIR)"
 
+# Test files run on TEST_WORKERS processes (pytest-xdist), a file's tests in one process, so
+# that module fixtures (a team stack, a trained project) are built once. Most of a test's
+# time is one process (dvc, a stage's imports), so two workers keep both cores busy.
+TEST_WORKERS ?= 2
 test: install-test lint browser stack-servers plots-page
-	$(BIN)/python -m pytest -m "not extended" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not extended" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The two-machine team-stack tests and the multi-process search tests (about 30 min here).
 test-extended: install-test browser stack-servers
