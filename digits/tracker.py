@@ -12,6 +12,7 @@ import functools
 import os
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from digits.params import Params
 from digits.run_values import dotted_params, file_md5, pinned_requirements, top_level_metrics
 
 MODEL_ARTIFACT = "model"  # the name of a logged model when none is given
+AMBIGUOUS_LOCAL_SOURCE = "The specified dataset source can be interpreted in multiple ways"
 
 
 def uninterrupted(write: Callable) -> Callable:
@@ -154,13 +156,17 @@ class Tracker:
         if dataset is None:
             dataset = mlflow.MlflowClient().get_run(self.run_id).data.tags.get("dataset", "data")
         for split, arrays in splits.items():
-            logged = mlflow.data.from_numpy(
-                arrays.x,
-                targets=arrays.labels,
-                source=Path(files[split]).resolve().as_uri(),
-                name=f"{dataset}-{split}",
-                digest=digests[split],
-            )
+            with warnings.catch_warnings():
+                # MLflow registers its local-file source once for "" and once for "file://"
+                # and warns, on every file URI, that two sources (both that class) match.
+                warnings.filterwarnings("ignore", message=AMBIGUOUS_LOCAL_SOURCE)
+                logged = mlflow.data.from_numpy(
+                    arrays.x,
+                    targets=arrays.labels,
+                    source=Path(files[split]).resolve().as_uri(),
+                    name=f"{dataset}-{split}",
+                    digest=digests[split],
+                )
             mlflow.log_input(logged, context=split)
 
     @uninterrupted
