@@ -48,9 +48,11 @@ class LogitsModel(mlflow.pyfunc.PythonModel):
         )
         self._forward.get_concrete_function()  # trace now: the first request is not slower
 
-    def predict(self, context, model_input, params=None) -> np.ndarray:
+    def predict(self, context, model_input: np.ndarray, params: dict | None = None) -> np.ndarray:
         """Logits of ``model_input``, (n, 28, 28, 1) float32.
 
+        The ``np.ndarray`` hint is one MLflow accepts without inferring a schema from it (the
+        logged signature says the shape); without a hint MLflow warns on every import.
         MLflow checks the shape; it checks the dtype of JSON but not of a Parquet column of
         arrays (``mlflow.models.utils._reshape_and_cast_pandas_column_values``), so it is
         checked here too: a float64 image would otherwise be cast silently.
