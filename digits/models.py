@@ -19,6 +19,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from digits.errors import DataError
 from digits.params import TrainParams
@@ -26,6 +27,26 @@ from digits.shapes import IMAGE_SHAPE, NUM_CLASSES
 
 INIT_STDDEV = 0.05
 INIT_BIAS = 0.05
+
+
+@keras.saving.register_keras_serializable(package="digits")
+class Conv2D(keras.layers.Conv2D):
+    """Keras' ``Conv2D`` with the bias added by ``tf.nn.bias_add``: same weights, same outputs.
+
+    Keras adds the bias reshaped to (1, 1, 1, filters), a plain broadcast addition, which
+    TensorFlow's graph optimizer does not take for a bias: the convolution and the addition
+    ran as two kernels. With ``bias_add`` it fuses them into one oneDNN convolution, as it
+    does in the TF1 tutorial's graph. Measured side by side on the default model: inference
+    1.07x, a training step 1.03x (README, Performance). Saved models name it
+    ``digits>Conv2D``; importing this module registers it for loading.
+    """
+
+    def call(self, inputs):
+        outputs = self.convolution_op(inputs, self.kernel)
+        if self.use_bias:
+            layout = "NHWC" if self.data_format == "channels_last" else "NCHW"
+            outputs = tf.nn.bias_add(outputs, self.bias, data_format=layout)
+        return outputs if self.activation is None else self.activation(outputs)
 
 
 def build_model(params: TrainParams) -> keras.Model:
@@ -48,7 +69,7 @@ def build_model(params: TrainParams) -> keras.Model:
     hidden = inputs
     if params.model == "cnn":
         for index, filters in enumerate((params.conv1_filters, params.conv2_filters), start=1):
-            hidden = keras.layers.Conv2D(
+            hidden = Conv2D(
                 filters,
                 params.kernel_size,
                 padding=params.padding,

@@ -35,12 +35,11 @@ class LogitsModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context) -> None:
         """Load the Keras model (safe mode) and trace its forward pass once."""
-        import keras
         import tensorflow as tf
 
-        model = keras.models.load_model(
-            context.artifacts[KERAS_ARTIFACT], compile=False, safe_mode=True
-        )
+        from digits.models import load_model  # registers the model's own layers
+
+        model = load_model(context.artifacts[KERAS_ARTIFACT])
         self.keras_model = model
         self._forward = tf.function(
             lambda images: model(images, training=False),

@@ -187,3 +187,39 @@ def test_bfloat16_model_round_trips_through_the_keras_file(tmp_path):
     assert loaded.get_layer("conv1").compute_dtype == "bfloat16"
     images = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
     np.testing.assert_array_equal(loaded(images).numpy(), mixed(images).numpy())
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_the_conv_layers_compute_what_keras_conv2d_computes(precision):
+    """Only how the bias is added differs (``tf.nn.bias_add``, which TensorFlow fuses)."""
+    model = build_model(params_replace(default_params(), precision=precision))
+    images = np.random.default_rng(3).random((8, 28, 28, 1), dtype=np.float32)
+    for layer in conv_layers(model):
+        assert type(layer).__module__ == "digits.models"
+        reference = keras.layers.Conv2D.from_config(layer.get_config())
+        reference.build(layer.input.shape)
+        reference.set_weights(layer.get_weights())
+        inputs = images if layer.name == "conv1" else model.get_layer("relu1")(
+            model.get_layer("pool1")(model.get_layer("conv1")(images))
+        )  # fmt: skip
+        ours = keras.ops.convert_to_numpy(layer(inputs)).astype(np.float32)
+        theirs = keras.ops.convert_to_numpy(reference(inputs)).astype(np.float32)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
+
+
+def test_a_model_saved_with_keras_own_conv2d_still_loads(tmp_path):
+    """Models trained before the conv layer was ours name Keras' Conv2D in their config."""
+    model = build_model(default_params())
+    config = json.loads(json.dumps(model.get_config()))
+    for layer in config["layers"]:
+        if layer["class_name"] == "Conv2D":
+            layer["module"], layer["registered_name"] = "keras.layers", None
+    older = keras.Model.from_config(config)
+    older.set_weights(model.get_weights())
+    assert type(older.get_layer("conv1")) is keras.layers.Conv2D
+    older.save(tmp_path / "older.keras")
+    loaded = load_model(tmp_path / "older.keras")
+    images = np.random.default_rng(4).random((8, 28, 28, 1), dtype=np.float32)
+    np.testing.assert_allclose(
+        predict_logits(loaded, images, 4), predict_logits(model, images, 4), rtol=1e-5, atol=1e-6
+    )
