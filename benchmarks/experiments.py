@@ -140,6 +140,7 @@ def queue_figures(
     figures["jobs_2_speedup"] = round(
         figures["jobs_1"]["wall_seconds"] / figures["jobs_2"]["wall_seconds"], 2
     )
+    figures["steps"] = steps
     return figures
 
 

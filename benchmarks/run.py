@@ -72,6 +72,13 @@ def main(argv: list[str] | None = None) -> None:
         help="ONEDNN_MAX_CPU_ISA of the run that hides the bfloat16 units (AVX512_CORE, AVX2)",
     )
     parser.add_argument("--queue-experiments", type=int, default=4)
+    parser.add_argument(
+        "--long-queue-steps",
+        type=int,
+        default=4000,
+        help="steps of each experiment of the second queue, where training takes most of "
+        "the time (0: no second queue)",
+    )
     args = parser.parse_args(argv)
     params = load_params(args.params, sections=("train", "evaluate"))
     train_params = params_replace(params.train, batch_size=args.batch_size)
@@ -101,6 +108,15 @@ def main(argv: list[str] | None = None) -> None:
             "startup": startup_figures(project, env),
             "evaluate_only": evaluate_only_figures(project, env),
             "queue": queue_figures(project, env, args.queue_experiments),
+            **(
+                {
+                    "queue_long": queue_figures(
+                        project, env, args.queue_experiments, args.long_queue_steps
+                    )
+                }
+                if args.long_queue_steps
+                else {}
+            ),
             "recipe": recipe_figures(project, env),
         }
         print(f"oneDNN capped at {args.isa} (no bfloat16 units) ...", flush=True)

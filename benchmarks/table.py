@@ -66,14 +66,19 @@ def experiment_lines(results: dict) -> list[str]:
         f"evaluate-only dvc exp run: {only['wall_seconds']:.1f} s, of which "
         f"{only['evaluate_import_seconds']:.1f} s evaluate's imports ({only['startup_share']:.0%})"
     )
-    queue = results["queue"]
-    for jobs in ("jobs_1", "jobs_2"):
-        figures = queue[jobs]
-        lines.append(
-            f"queue, --jobs {jobs[-1]} (DIGITS_THREADS {figures['digits_threads']}): "
-            f"{figures['wall_seconds']:.1f} s, {figures['experiments_per_hour']} experiments/hour"
-        )
-    lines.append(f"queue: --jobs 2 finishes {queue['jobs_2_speedup']:.2f}x as fast")
+    for key in ("queue", "queue_long"):
+        queue = results.get(key)
+        if queue is None:  # a bench run with --long-queue-steps 0
+            continue
+        name = f"queue of {queue['steps']:,}-step experiments" if "steps" in queue else "queue"
+        for jobs in ("jobs_1", "jobs_2"):
+            figures = queue[jobs]
+            lines.append(
+                f"{name}, --jobs {jobs[-1]} (DIGITS_THREADS {figures['digits_threads']}): "
+                f"{figures['wall_seconds']:.1f} s, "
+                f"{figures['experiments_per_hour']} experiments/hour"
+            )
+        lines.append(f"{name}: --jobs 2 finishes {queue['jobs_2_speedup']:.2f}x as fast")
     recipe = results["recipe"]
     lines.append(
         f"fast recipe: test accuracy {recipe['test_accuracy']:.4f} (validation "

@@ -54,6 +54,11 @@ def test_every_contender_trains_and_infers_and_the_table_shows_it(tiny_params):
                                     "experiments_per_hour": 144},
                          "jobs_2": {"digits_threads": "1", "wall_seconds": 80.0,
                                     "experiments_per_hour": 180}, "jobs_2_speedup": 1.25},
+               "queue_long": {"jobs_1": {"digits_threads": "unset", "wall_seconds": 200.0,
+                                         "experiments_per_hour": 72},
+                              "jobs_2": {"digits_threads": "1", "wall_seconds": 190.0,
+                                         "experiments_per_hour": 76},
+                              "jobs_2_speedup": 1.05, "steps": 4000},
                "recipe": {"test_accuracy": 0.9261, "val_accuracy": 0.93,
                           "training_seconds": 58.0, "images_per_second": 9931}}  # fmt: skip
     text = table.format_table(results)
@@ -63,5 +68,6 @@ def test_every_contender_trains_and_infers_and_the_table_shows_it(tiny_params):
                  "capped at AVX512_CORE", "(float32 / bfloat16 3.00x)",
                  "6.0 s importing of  12.0 s (50%)", "evaluate-only dvc exp run: 20.0 s",
                  "--jobs 2 (DIGITS_THREADS 1): 80.0 s, 180 experiments/hour", "1.25x as fast",
+                 "queue of 4,000-step experiments: --jobs 2 finishes 1.05x as fast",
                  "test accuracy 0.9261", "58.0 s of training"):  # fmt: skip
         assert name in text, name
