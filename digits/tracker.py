@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import tempfile
 import threading
@@ -25,6 +26,18 @@ from digits.run_values import dotted_params, file_md5, pinned_requirements, top_
 
 MODEL_ARTIFACT = "model"  # the name of a logged model when none is given
 AMBIGUOUS_LOCAL_SOURCE = "The specified dataset source can be interpreted in multiple ways"
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str) -> Iterator[None]:
+    """Show only errors of the ``logging`` logger ``name`` during the block."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def uninterrupted(write: Callable) -> Callable:
@@ -252,16 +265,20 @@ class Tracker:
         with tempfile.TemporaryDirectory() as scratch, self._artifact_errors(name):
             keras_path = Path(scratch) / f"{name}.keras"
             model.save(keras_path)
-            logged = mlflow.pyfunc.log_model(
-                name=name,
-                python_model=serving.LogitsModel(),
-                artifacts={serving.KERAS_ARTIFACT: str(keras_path)},
-                # The model folder carries this package, so it loads where it is not installed.
-                code_paths=[str(Path(serving.__file__).parent)],
-                signature=signature,
-                input_example=example,
-                pip_requirements=pinned_requirements(),
-                registered_model_name=registered_name or None,
-            )
+            # MLflow's pyfunc logger warns on every log that a Python object is pickled (ours
+            # is this package's class, shipped in code_paths) and says it validates the input
+            # example: two lines per training run that ask nothing of the user.
+            with quiet_logger("mlflow.pyfunc"):
+                logged = mlflow.pyfunc.log_model(
+                    name=name,
+                    python_model=serving.LogitsModel(),
+                    artifacts={serving.KERAS_ARTIFACT: str(keras_path)},
+                    # The model folder carries this package, so it loads where it is not installed.
+                    code_paths=[str(Path(serving.__file__).parent)],
+                    signature=signature,
+                    input_example=example,
+                    pip_requirements=pinned_requirements(),
+                    registered_model_name=registered_name or None,
+                )
         self.model_uri = logged.model_uri
         return logged.model_uri

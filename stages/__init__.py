@@ -10,3 +10,6 @@ import os
 # TensorFlow's C++ INFO lines (oneDNN, CPU features) say nothing a user can act on; keep
 # warnings and errors. A user's own setting wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+# MLflow draws a progress bar while it copies a model it logs (a few MiB, in well under a
+# second), which a pipeline's log shows as one garbled line per training run.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -10,9 +10,13 @@ import pytest
 pytestmark = pytest.mark.slow
 
 # absl's ERROR / FATAL lines (`E0000 00:00:...`), ERROR, `error:` and tracebacks; Python
-# warnings (`UserWarning: ...`); and TensorFlow's start-up notices, which digits/native_log.py
-# filters out (absl's preamble, the oneDNN `I0000` line).
-ALARMING = re.compile(r"^\s*[EFI]\d{4} |\bERROR\b|^error:|Traceback|absl::InitializeLog|Warning: ")
+# warnings (`UserWarning: ...`), MLflow's logged warnings and progress bars; and TensorFlow's
+# start-up notices, which digits/native_log.py filters out (absl's preamble, the oneDNN
+# `I0000` line).
+ALARMING = re.compile(
+    r"^\s*[EFI]\d{4} |\bERROR\b|^error:|Traceback|absl::InitializeLog|Warning: "
+    r"|\bWARNING mlflow|Downloading artifacts"
+)
 
 
 def test_tracked_pipeline_prints_no_error_lines(project, store_template):
