@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from benchmarks.harness import stage_command, timed
+from benchmarks.harness import run_timed, stage_command, timed
 from digits.params import read_yaml
 
 # The README's time-to-accuracy recipe (Performance), as `dvc exp run -S` values.
@@ -53,15 +53,8 @@ def startup_figures(root: Path, env: dict[str, str]) -> dict[str, dict[str, floa
     stages = read_yaml(root / "dvc.yaml")["stages"]
     figures = {}
     for name in STAGES_WITH_TENSORFLOW:
-        command = stage_command(stages, name)
-        started = time.perf_counter()
-        result = subprocess.run(
-            command, cwd=root, env={**env, "PYTHONPROFILEIMPORTTIME": "1"},
-            capture_output=True, text=True,
-        )  # fmt: skip
-        wall = time.perf_counter() - started
-        if result.returncode != 0:
-            raise RuntimeError(f"{name} exited {result.returncode}:\n{result.stderr[-2000:]}")
+        profiled = {**env, "PYTHONPROFILEIMPORTTIME": "1"}
+        wall, result = run_timed(stage_command(stages, name), root, profiled)
         imports = import_seconds(result.stderr)
         figures[name] = {
             "import_seconds": round(imports, 2),
@@ -100,14 +93,8 @@ def evaluate_only_run(
     root: Path, env: dict[str, str], examples: int
 ) -> tuple[float, subprocess.CompletedProcess]:
     """``dvc exp run -S evaluate.error_examples=<examples>``: its wall seconds and result."""
-    started = time.perf_counter()
-    result = subprocess.run(
-        ["dvc", "exp", "run", "-S", f"evaluate.error_examples={examples}"],
-        cwd=root, env=env, capture_output=True, text=True,
-    )  # fmt: skip
-    wall = time.perf_counter() - started
-    if result.returncode != 0:
-        raise RuntimeError(f"dvc exp run exited {result.returncode}:\n{result.stderr[-2000:]}")
+    command = ["dvc", "exp", "run", "-S", f"evaluate.error_examples={examples}"]
+    wall, result = run_timed(command, root, env)
     ran = stages_run(result.stdout)
     if ran != ["evaluate"]:
         raise RuntimeError(f"an evaluate-only experiment ran {ran}:\n{result.stdout[-2000:]}")

@@ -62,14 +62,23 @@ def stage_command(stages: dict, name: str) -> list[str]:
 
 def timed(command: list[str], cwd: Path, env: dict[str, str]) -> float:
     """Run ``command``; return its wall-clock seconds. Raises if it fails, with its output."""
+    return run_timed(command, cwd, env)[0]
+
+
+def run_timed(
+    command: list[str], cwd: Path, env: dict[str, str]
+) -> tuple[float, subprocess.CompletedProcess]:
+    """Run ``command``; return its wall-clock seconds and its result (output captured).
+    Raises if it fails, with its output."""
     started = time.perf_counter()
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
     if result.returncode != 0:
         raise RuntimeError(
             f"{' '.join(command)} exited {result.returncode} in {cwd}:\n"
             f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
         )
-    return time.perf_counter() - started
+    return seconds, result
 
 
 def peak_memory_mib(command: list[str], cwd: Path, env: dict[str, str]) -> float:
