@@ -56,6 +56,7 @@ class TrainParams(Section):
     padding: Literal["same", "valid"]
     fc_size: Annotated[int, Field(ge=1, le=65536)]
     dropout: Annotated[float, Field(ge=0.0, le=0.95)]
+    augment_shift: Annotated[int, Field(ge=0, le=8)]
     optimizer: Literal["adam", "sgd"]
     momentum: Annotated[float, Field(ge=0.0, le=0.999)]
     learning_rate: Annotated[float, Field(gt=0.0, le=10.0)]

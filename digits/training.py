@@ -116,16 +116,48 @@ def loss_and_accuracy(
     return models.logit_loss_and_accuracy(logits, split.y)
 
 
-def make_chunk_runner(model: keras.Model, optimizer, train: Split) -> Callable:
+def shift_images(images: tf.Tensor, max_shift: int, seed: tf.Tensor) -> tf.Tensor:
+    """Move each image by its own random whole-pixel offset, up to ``max_shift`` pixels in
+    each direction; what moves in is zeros (background).
+
+    Stateless: the offsets depend only on ``seed`` (shape (2,), int64), so training draws them
+    from the seed and the step, and a run resumed from a checkpoint draws the same ones.
+    Keras' ``RandomTranslation`` keeps its random state in a variable outside the model's
+    weights and interpolates; this is a crop of the padded batch, exact and as cheap as two
+    gathers (training ran at the same images/s with it).
+
+    Args:
+        images: (batch, height, width, channels).
+        max_shift: Largest offset in pixels.
+        seed: The stateless random seed.
+    """
+    batch, height, width = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+    offsets = tf.random.stateless_uniform(
+        [batch, 2], seed, minval=0, maxval=2 * max_shift + 1, dtype=tf.int32
+    )
+    pad = [[0, 0], [max_shift, max_shift], [max_shift, max_shift], [0, 0]]
+    padded = tf.pad(images, pad)
+    rows = offsets[:, :1] + tf.range(height)[tf.newaxis, :]  # (batch, height)
+    columns = offsets[:, 1:] + tf.range(width)[tf.newaxis, :]  # (batch, width)
+    shifted = tf.gather(padded, rows, axis=1, batch_dims=1)
+    return tf.gather(shifted, columns, axis=2, batch_dims=1)
+
+
+def make_chunk_runner(
+    model: keras.Model, optimizer, train: Split, augment_shift: int = 0, seed: int = 0
+) -> Callable:
     """Return a compiled function that runs one optimizer step per row of ``batches``.
 
-    It returns the summed loss and the number of correct predictions over those steps.
+    It returns the summed loss and the number of correct predictions over those steps. With
+    ``augment_shift``, each batch is moved by ``shift_images``, seeded by ``seed`` and the
+    optimizer's step count (which a checkpoint restores).
     """
     images = tf.constant(train.x)  # (n, 28, 28, 1) float32
     labels = tf.constant(train.y)  # (n, 10) float32
     loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True)
     variables = model.trainable_variables
     optimizer.build(variables)
+    augment_seed = tf.constant(seed, tf.int64)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)])
     def run_chunk(batches):  # (steps, batch_size) int32
@@ -133,6 +165,9 @@ def make_chunk_runner(model: keras.Model, optimizer, train: Split) -> Callable:
         correct = tf.constant(0.0)
         for step in tf.range(tf.shape(batches)[0]):
             x = tf.gather(images, batches[step])
+            if augment_shift:
+                step_seed = tf.stack([augment_seed, tf.cast(optimizer.iterations, tf.int64)])
+                x = shift_images(x, augment_shift, step_seed)
             y = tf.gather(labels, batches[step])
             with tf.GradientTape() as tape:
                 logits = model(x, training=True)
@@ -187,7 +222,9 @@ def train(
     seed_everything(params.seed)
     model = models.build_model(params)
     optimizer = make_optimizer(params)
-    run_chunk = make_chunk_runner(model, optimizer, train_split)
+    run_chunk = make_chunk_runner(
+        model, optimizer, train_split, params.augment_shift, params.seed
+    )
     schedule = batch_schedule(len(train_split.x), params.batch_size, params.steps, params.seed)
 
     rows, step, train_seconds, best_variables = [], 0, 0.0, None

@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 from idxdata import tiny_split
 
 from digits import checkpoint, training
@@ -38,6 +39,36 @@ def test_a_batch_larger_than_the_training_set_is_refused():
     with pytest.raises(ParamsError, match=r"train.batch_size: 11 is larger than the training set"):
         training.batch_schedule(count=10, batch_size=11, steps=5, seed=1)
     assert training.batch_schedule(count=10, batch_size=10, steps=1, seed=1).shape == (1, 10)
+
+
+def test_shift_images_moves_each_image_by_at_most_max_shift_and_fills_zeros():
+    images = np.random.default_rng(0).uniform(0.1, 1.0, (64, 9, 7, 1)).astype(np.float32)
+    seed = tf.constant([3, 5], tf.int64)
+    shifted = training.shift_images(tf.constant(images), 2, seed).numpy()
+
+    padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    offsets = set()
+    for image, out in zip(padded, shifted, strict=True):
+        found = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if np.array_equal(image[dy : dy + 9, dx : dx + 7], out)
+        ]
+        assert len(found) == 1, "each output is the image moved by one offset in range"
+        offsets.add(found[0])
+    assert len(offsets) > 12, "images move independently"
+    again = training.shift_images(tf.constant(images), 2, seed).numpy()
+    np.testing.assert_array_equal(shifted, again)
+    other = training.shift_images(tf.constant(images), 2, tf.constant([3, 6], tf.int64))
+    assert not np.array_equal(shifted, other.numpy())
+
+
+def test_augment_shift_changes_what_is_trained(tiny_params):
+    data = (tiny_split(40, 1), tiny_split(10, 2))
+    plain = training.train(tiny_params, *data)
+    shifted = training.train(params_replace(tiny_params, augment_shift=2), *data)
+    assert not np.array_equal(plain.model.get_weights()[0], shifted.model.get_weights()[0])
 
 
 def test_one_cycle_warms_up_then_decays(tiny_params):
@@ -180,8 +211,9 @@ class Interrupted(Exception):
     [
         {"dropout": 0.25},
         {"optimizer": "sgd", "lr_schedule": "one_cycle", "dropout": 0.5, "patience": 4},
+        {"augment_shift": 2, "precision": "bfloat16"},
     ],
-    ids=["adam-dropout", "sgd-one-cycle-early-stopping"],
+    ids=["adam-dropout", "sgd-one-cycle-early-stopping", "augment-bfloat16"],
 )
 def test_resuming_half_way_from_a_checkpoint_file_gives_identical_weights(
     tiny_params, tmp_path, changes
