@@ -27,6 +27,10 @@ FAST_RECIPE = {
     "train.steps": 6000,
     "train.eval_every": 500,
     "train.dropout": 0.3,
+    "train.kernel_size": 3,
+    "train.conv1_filters": 32,
+    "train.conv2_filters": 64,
+    "train.augment_shift": 1,
 }
 STAGES_WITH_TENSORFLOW = ("train", "evaluate", "visualize")
 

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--long-queue-steps",
         type=int,
-        default=4000,
+        default=12000,
         help="steps of each experiment of the second queue, where training takes most of "
         "the time (0: no second queue)",
     )

@@ -27,6 +27,7 @@ PRESETS = {
     "train.conv1_filters=64 train.conv2_filters=64 train.kernel_size=3 train.padding=valid": (
         243_786
     ),
+    "train.kernel_size=3 train.conv1_filters=32 train.conv2_filters=64": 421_642,
     "train.model=mlp": 101_770,
     "train.model=softmax": 7_850,
 }
