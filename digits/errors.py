@@ -126,8 +126,12 @@ def signals_deferred() -> Iterator[None]:
 
     For a short step that must not stop half-way (renaming a stage's outputs into place).
     Python runs signal handlers in the main thread whichever thread the kernel picks, so the
-    handlers are swapped, not the thread's signal mask.
+    handlers are swapped, not the thread's signal mask; in any other thread the block just
+    runs (no signal stops it there, and only the main thread may swap handlers).
     """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     pending: list[int] = []
     previous = {
         signum: signal.signal(signum, lambda number, frame: pending.append(number))

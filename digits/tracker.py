@@ -12,7 +12,6 @@ import functools
 import logging
 import os
 import tempfile
-import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -52,8 +51,6 @@ def uninterrupted(write: Callable) -> Callable:
 
     @functools.wraps(write)
     def deferred(*args, **kwargs):
-        if threading.current_thread() is not threading.main_thread():
-            return write(*args, **kwargs)  # signals reach the main thread only
         with signals_deferred():
             return write(*args, **kwargs)
 

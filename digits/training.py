@@ -222,9 +222,7 @@ def train(
     seed_everything(params.seed)
     model = models.build_model(params)
     optimizer = make_optimizer(params)
-    run_chunk = make_chunk_runner(
-        model, optimizer, train_split, params.augment_shift, params.seed
-    )
+    run_chunk = make_chunk_runner(model, optimizer, train_split, params.augment_shift, params.seed)
     schedule = batch_schedule(len(train_split.x), params.batch_size, params.steps, params.seed)
 
     rows, step, train_seconds, best_variables = [], 0, 0.0, None

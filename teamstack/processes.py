@@ -112,3 +112,14 @@ def group_alive(pgid: int) -> bool:
         if int(group) == pgid and state != "Z":
             return True
     return False
+
+
+def wait_gone(pgid: int, timeout: float, poll: float = 0.1) -> bool:
+    """Wait up to ``timeout`` seconds for every process of group ``pgid`` to exit; return
+    whether they all have (``group_alive``: zombies count as gone)."""
+    deadline = time.monotonic() + timeout
+    while group_alive(pgid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
+    return True

@@ -26,14 +26,13 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from digits.errors import PipelineError
 from digits.servers import free_port
 from teamstack.mlflow_server import TEAM_USER, start_mlflow, tracking_uri
 from teamstack.postgres import postgres_uri, start_postgres
-from teamstack.processes import HOST, group_alive, pid_file, port_is_free, running_pid
+from teamstack.processes import HOST, pid_file, port_is_free, running_pid, wait_gone
 from teamstack.s3 import DVC_BUCKET, WEED_INTERNAL, start_s3
 
 SERVICES = ("postgres", "s3", "mlflow")  # start order; stop goes the other way
@@ -197,16 +196,11 @@ def stop(folder: Path, services: tuple[str, ...] = SERVICES) -> None:
         stop_signal = signal.SIGINT if service == "postgres" else signal.SIGTERM
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, stop_signal)
-        deadline = time.monotonic() + 10
-        while group_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if group_alive(pid):
+        if not wait_gone(pid, timeout=10, poll=0.2):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
             # SIGKILL is delivered, not yet acted on: return once every process has ended.
-            deadline = time.monotonic() + 10
-            while group_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_gone(pid, timeout=10, poll=0.05)
         pid_file(folder, service).unlink(missing_ok=True)
         print(f"stopped {NAMES[service]} (pid {pid})")
 

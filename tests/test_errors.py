@@ -2,12 +2,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from digits.errors import raise_if_stopped, run_stage
+from digits.errors import raise_if_stopped, run_stage, signals_deferred
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +49,7 @@ def test_a_second_stop_does_not_interrupt_the_clean_up_of_the_first(first, secon
 # drops it. The stage's loop asks again at its next chunk of work.
 SWALLOWED = """
 import gc, os, signal, sys, time
-from digits.errors import raise_if_stopped, run_stage
+from digits.errors import raise_if_stopped, run_stage, signals_deferred
 
 class Resource:
     def __del__(self):
@@ -150,3 +151,25 @@ def test_exit_stage_skips_the_interpreter_shutdown_but_loses_no_pending_work(tmp
     assert result.stdout == "last lineatexit handler ran\n"
     assert result.stderr == "last error line"
     assert (tmp_path / "late.txt").read_text() == "written", "the thread was waited for"
+
+
+def test_signals_deferred_holds_a_stop_until_the_block_ends_in_the_main_thread_only():
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda number, frame: seen.append("handled"))
+    try:
+        with signals_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            seen.append("block done")
+        assert seen == ["block done", "handled"]
+
+        def in_a_thread():  # no handler can be swapped there: the block just runs
+            with signals_deferred():
+                seen.append("thread block")
+
+        worker = threading.Thread(target=in_a_thread)
+        worker.start()
+        worker.join()
+        assert seen[-1] == "thread block"
+    finally:
+        signal.signal(signal.SIGTERM, previous)

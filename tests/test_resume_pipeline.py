@@ -19,6 +19,7 @@ import pytest
 from conftest import ProjectCopy
 
 from digits.models import load_model
+from teamstack.processes import wait_gone
 
 pytestmark = pytest.mark.slow
 
@@ -41,14 +42,8 @@ def checkpoint_step(project: ProjectCopy) -> int:
 def wait_for_group(group: int, timeout: float = 120) -> None:
     """Wait until every process of ``group`` has exited: on SIGTERM, DVC exits at once while
     the train stage is still ending its MLflow run."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    pytest.fail(f"processes of group {group} still running after {timeout} s")
+    if not wait_gone(group, timeout):
+        pytest.fail(f"processes of group {group} still running after {timeout} s")
 
 
 def interrupt_half_way(project: ProjectCopy, signal_number: int) -> str:
