@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from digits.datasets import FILE_NAMES, TRAIN_IMAGES, TRAIN_LABELS
-from stages.download import (
+from digits.fetch import (
     DownloadError,
     FetchError,
     FetchSettings,
