@@ -193,35 +193,15 @@ def load_model(path: str | os.PathLike[str]) -> keras.Model:
 def predict_logits(model: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
     """(n, 28, 28, 1) images -> (n, 10) logits, in inference mode, ``batch_size`` at a time.
 
-    One compiled call per slice of ``images`` (``inference_function``): unlike
-    ``model.predict``, no input pipeline copies the whole array first (on the 55,000 training
-    images that copy raised the train stage's peak memory by about 400 MiB), and each batch
-    costs less than through ``predict_on_batch`` (same logits, bit for bit; 1.05x as many
-    images/s in one process, README, Performance).
+    One compiled call per slice of ``images``: unlike ``model.predict``, no input pipeline
+    copies the whole array first (on the 55,000 training images that copy raised the train
+    stage's peak memory by about 400 MiB), and each batch costs less.
     """
-    forward = inference_function(model)
-    images = np.asarray(images, np.float32)
     batches = [
-        forward(images[start : start + batch_size]).numpy()
+        model.predict_on_batch(images[start : start + batch_size])
         for start in range(0, len(images), batch_size)
     ]
     return np.concatenate(batches) if batches else np.zeros((0, NUM_CLASSES), np.float32)
-
-
-def inference_function(model: keras.Model):
-    """``model(images, training=False)`` as one ``tf.function``, traced once per model.
-
-    ``predict_on_batch`` runs the same graph, but through Keras' distribution-strategy step
-    and per-call data handling, which cost about 5% of a 256-image batch on this model. The
-    function is kept on the model (outside Keras' attribute tracking, so saving the model
-    never sees it) and lives as long as the model.
-    """
-    forward = getattr(model, "_digits_inference", None)
-    if forward is None:
-        spec = tf.TensorSpec(model.inputs[0].shape, tf.float32)
-        forward = tf.function(lambda images: model(images, training=False), input_signature=[spec])
-        object.__setattr__(model, "_digits_inference", forward)
-    return forward
 
 
 def logit_loss_and_accuracy(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -10,14 +10,7 @@ import pytest
 
 from benchmarks.contenders import relu_first_model
 from digits.errors import DataError
-from digits.models import (
-    build_model,
-    conv_layers,
-    inference_function,
-    load_model,
-    predict_logits,
-    save_model,
-)
+from digits.models import build_model, conv_layers, load_model, predict_logits, save_model
 from digits.params import load_params
 from digits.params import replace as params_replace
 
@@ -117,24 +110,6 @@ def test_predict_logits_matches_the_model_in_inference_mode():
     assert logits.shape == (23, 10)
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
     assert predict_logits(model, images[:0], batch_size=10).shape == (0, 10)
-
-
-@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
-def test_predict_logits_gives_predict_on_batch_logits_bit_for_bit_and_traces_once(
-    tmp_path, precision
-):
-    model = build_model(params_replace(default_params(), precision=precision))
-    images = np.random.default_rng(1).random((23, 28, 28, 1), dtype=np.float32)
-    save_model(model, tmp_path / "before.keras")
-    logits = predict_logits(model, images, batch_size=10)
-    expected = [model.predict_on_batch(images[start : start + 10]) for start in (0, 10, 20)]
-    np.testing.assert_array_equal(logits, np.concatenate(expected))
-    forward = inference_function(model)
-    assert forward is inference_function(model), "one compiled function per model"
-    predict_logits(model, images.astype(np.float64), batch_size=7)  # other batch, other dtype
-    assert forward.experimental_get_tracing_count() == 1
-    save_model(model, tmp_path / "after.keras")  # the kept function is not saved
-    assert (tmp_path / "after.keras").read_bytes() == (tmp_path / "before.keras").read_bytes()
 
 
 def test_the_same_model_saves_to_the_same_bytes_and_loads_back(tmp_path):
