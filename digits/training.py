@@ -122,9 +122,10 @@ def shift_images(images: tf.Tensor, max_shift: int, seed: tf.Tensor) -> tf.Tenso
 
     Stateless: the offsets depend only on ``seed`` (shape (2,), int64), so training draws them
     from the seed and the step, and a run resumed from a checkpoint draws the same ones.
-    Keras' ``RandomTranslation`` keeps its random state in a variable outside the model's
-    weights and interpolates; this is a crop of the padded batch, exact and as cheap as two
-    gathers (training ran at the same images/s with it).
+    Keras' ``RandomTranslation`` would be a layer of the model: saved and served with every
+    model, with its random state among the model's variables, and it moves by fractions of
+    the image with interpolation. This lives in the training loop only and crops the padded
+    batch by whole pixels, as cheap as two gathers (training ran at the same images/s).
 
     Args:
         images: (batch, height, width, channels).
