@@ -108,17 +108,12 @@ def main(argv: list[str] | None = None) -> None:
             "startup": startup_figures(project, env),
             "evaluate_only": evaluate_only_figures(project, env),
             "queue": queue_figures(project, env, args.queue_experiments),
-            **(
-                {
-                    "queue_long": queue_figures(
-                        project, env, args.queue_experiments, args.long_queue_steps
-                    )
-                }
-                if args.long_queue_steps
-                else {}
-            ),
-            "recipe": recipe_figures(project, env),
         }
+        if args.long_queue_steps:
+            experiments["queue_long"] = queue_figures(
+                project, env, args.queue_experiments, args.long_queue_steps
+            )
+        experiments["recipe"] = recipe_figures(project, env)
         print(f"oneDNN capped at {args.isa} (no bfloat16 units) ...", flush=True)
         capped = capped_figures(args.isa, processed, 100, 3, args.batch_size)
 

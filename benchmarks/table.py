@@ -70,7 +70,7 @@ def experiment_lines(results: dict) -> list[str]:
         queue = results.get(key)
         if queue is None:  # a bench run with --long-queue-steps 0
             continue
-        name = f"queue of {queue['steps']:,}-step experiments" if "steps" in queue else "queue"
+        name = f"queue of {queue['steps']:,}-step experiments"
         for jobs in ("jobs_1", "jobs_2"):
             figures = queue[jobs]
             lines.append(

@@ -4,8 +4,8 @@
 a fully connected ReLU layer and 10 logits (softmax lives in the loss). Weights start
 truncated-normal (stddev 0.05), biases at 0.05, as in the tutorial. (ReLU before pooling gives
 the same outputs, since ReLU is monotonic; with the bias fused into the convolution it trained
-1.04x as fast but inferred at 0.95x in the last bench, and it would change each layer's output
-that visualize draws, so the tutorial's order stays; README, Performance.)
+1.04-1.08x as fast but inferred at 0.95x in the last two benches, and it would change each
+layer's output that visualize draws, so the tutorial's order stays; README, Performance.)
 
 ``precision: bfloat16`` computes every layer but the logits in bfloat16 (Keras'
 ``mixed_bfloat16`` policy: weights stay float32); the logits, and so the loss, stay float32.
