@@ -49,7 +49,7 @@ def test_a_second_stop_does_not_interrupt_the_clean_up_of_the_first(first, secon
 # drops it. The stage's loop asks again at its next chunk of work.
 SWALLOWED = """
 import gc, os, signal, sys, time
-from digits.errors import raise_if_stopped, run_stage, signals_deferred
+from digits.errors import raise_if_stopped, run_stage
 
 class Resource:
     def __del__(self):
