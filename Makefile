@@ -7,32 +7,46 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install install-test install-team install-search stack stack-servers stack-down repro report check-pipeline test test-extended
+.PHONY: lock install install-test install-team install-search stack stack-servers stack-down repro report check-pipeline test test-extended
 .PHONY: lint format browser ui clean-venv serve promote check-metrics best search
 
-$(BIN)/python:
-	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip 2> >(grep -v "is ignored: it is neither" >&2)
+# Installs come from uv.lock, one lock for Linux (x86_64, aarch64), macOS arm64 and Windows,
+# with uv, itself installed at a pinned version into build/uv by any Python 3 (README,
+# "Installing"). uv finds a Python the project supports (3.11-3.13) or fetches one.
+UV_VERSION := 0.13.8
+UV := build/uv/bin/uv
+# TensorFlow on x86_64 Linux and Windows: the CPU wheel, or GPU=1 for NVIDIA's CUDA build
+# (macOS and aarch64 take TensorFlow's own wheel either way).
+TF_EXTRA := $(if $(GPU),gpu,cpu)
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+# --inexact: each target adds its extras and removes nothing another target installed.
+SYNC = $(UV) sync --frozen --inexact --quiet --extra $(TF_EXTRA)
 
-# Stamps: reinstall only when pyproject.toml changes. setuptools' ten-line "Editable
-# installation" notice (a BuildBackendWarning) is silenced by message; other warnings show.
-QUIET_EDITABLE := PYTHONWARNINGS="ignore:Editable installation"
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(QUIET_EDITABLE) $(BIN)/python -m pip install --quiet --editable . 2> >(grep -v "is ignored: it is neither" >&2)
+$(UV):
+	$(PYTHON_BOOTSTRAP) -m venv build/uv
+	build/uv/bin/python -m pip install --quiet uv==$(UV_VERSION) 2> >(grep -v "is ignored: it is neither" >&2)
+
+# Stamps: sync again only when the lock or pyproject.toml changes.
+$(VENV)/.installed: uv.lock pyproject.toml | $(UV)
+	$(SYNC)
 	touch $@
 
 # The tests include the team stack's (tests/test_team.py), so they install its extra too.
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(QUIET_EDITABLE) $(BIN)/python -m pip install --quiet --editable '.[test,team]' 2> >(grep -v "is ignored: it is neither" >&2)
-	touch $@ $(VENV)/.installed $(VENV)/.installed-team
+$(VENV)/.installed-test: uv.lock pyproject.toml | $(UV)
+	$(SYNC) --extra test --extra team
+	touch $@ $(VENV)/.installed $(VENV)/.installed-team $(VENV)/.installed-search
 
-$(VENV)/.installed-team: pyproject.toml | $(BIN)/python
-	$(QUIET_EDITABLE) $(BIN)/python -m pip install --quiet --editable '.[team]' 2> >(grep -v "is ignored: it is neither" >&2)
+$(VENV)/.installed-team: uv.lock pyproject.toml | $(UV)
+	$(SYNC) --extra team
 	touch $@ $(VENV)/.installed
 
-$(VENV)/.installed-search: pyproject.toml | $(BIN)/python
-	$(QUIET_EDITABLE) $(BIN)/python -m pip install --quiet --editable '.[search]' 2> >(grep -v "is ignored: it is neither" >&2)
+$(VENV)/.installed-search: uv.lock pyproject.toml | $(UV)
+	$(SYNC) --extra search
 	touch $@ $(VENV)/.installed
+
+# The lock again after a change to pyproject.toml's dependencies; UPGRADE=1: newest releases.
+lock: | $(UV)
+	$(UV) lock $(if $(UPGRADE),--upgrade)
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
