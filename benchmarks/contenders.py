@@ -130,42 +130,42 @@ def throughput_figures(
     eval_batch_size: int,
     steps: int,
     repeats: int,
+    bfloat16: bool = True,
 ) -> dict[str, dict]:
     """Training and inference images/s of each contender (``summarise``).
 
-    Inference runs at the evaluate stage's batch size on ``inference_split``; the validation
+    ``bfloat16``: time the bfloat16 contenders too (False where the CPU runs bfloat16 many
+    times slower than float32: ``digits.cpu.check_bfloat16_speed``). Inference runs at the
+    evaluate stage's batch size on ``inference_split``; the validation
     split serves, as only the evaluate stage reads the test set.
     """
     bf16 = replace(params, precision="bfloat16")
-    training = round_rates(
-        {
-            "train_stage": project_trainer(params, train_split),
-            "train_stage_bf16": project_trainer(bf16, train_split),
-            "keras_fit": keras_fit_trainer(params, train_split),
-            "keras_fit_bf16": keras_fit_trainer(bf16, train_split),
-            "tf1_feed_dict": tf1.trainer(params, train_split),
-            "gradients_only": gradients_only_trainer(params, train_split),
-            "gradients_only_bf16": gradients_only_trainer(bf16, train_split),
-            "relu_first": project_trainer(params, train_split, relu_first=True),
-        },
-        steps,
-        repeats,
-        params.batch_size,
-    )
+    trainers = {
+        "train_stage": project_trainer(params, train_split),
+        "train_stage_bf16": project_trainer(bf16, train_split),
+        "keras_fit": keras_fit_trainer(params, train_split),
+        "keras_fit_bf16": keras_fit_trainer(bf16, train_split),
+        "tf1_feed_dict": tf1.trainer(params, train_split),
+        "gradients_only": gradients_only_trainer(params, train_split),
+        "gradients_only_bf16": gradients_only_trainer(bf16, train_split),
+        "relu_first": project_trainer(params, train_split, relu_first=True),
+    }
+    if not bfloat16:
+        trainers = {name: run for name, run in trainers.items() if not name.endswith("_bf16")}
+    training = round_rates(trainers, steps, repeats, params.batch_size)
     # untrained weights run as fast as trained ones
     model, model_bf16 = build_model(params), build_model(bf16)
     images = inference_split.x
-    inference = round_rates(
-        {
-            "evaluate_stage": project_predictor(model, images, eval_batch_size),
-            "evaluate_stage_bf16": project_predictor(model_bf16, images, eval_batch_size),
-            "tf1_feed_dict": tf1.predictor(params, images, eval_batch_size),
-            "relu_first": project_predictor(relu_first_model(model), images, eval_batch_size),
-        },
-        1,  # one pass over the split per round
-        repeats,
-        len(images),
-    )
+    predictors = {
+        "evaluate_stage": project_predictor(model, images, eval_batch_size),
+        "evaluate_stage_bf16": project_predictor(model_bf16, images, eval_batch_size),
+        "tf1_feed_dict": tf1.predictor(params, images, eval_batch_size),
+        "relu_first": project_predictor(relu_first_model(model), images, eval_batch_size),
+    }
+    if not bfloat16:
+        predictors.pop("evaluate_stage_bf16")
+    # one pass over the split per round
+    inference = round_rates(predictors, 1, repeats, len(images))
     return {
         "train": summarise(training, "train_stage"),
         "inference": summarise(inference, "evaluate_stage"),

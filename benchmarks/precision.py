@@ -14,20 +14,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from digits.cpu import cpu_flags
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")
 
 
 def cpu_bfloat16_support(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
     """The CPU's model name and which of its flags give bfloat16 arithmetic in hardware."""
-    text = cpuinfo.read_text() if cpuinfo.is_file() else ""
-    flags, model = set(), "unknown"
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags" and not flags:
-            flags = set(value.split())
-        elif key.strip() == "model name" and model == "unknown":
-            model = value.strip()
+    model, flags = cpu_flags(cpuinfo)
     present = [flag for flag in BF16_FLAGS if flag in flags]
     return {"cpu": model, "bfloat16_flags": present, "bfloat16_units": bool(present)}
 
@@ -65,13 +60,13 @@ def main(argv: list[str] | None = None) -> None:
 
     params = load_params(args.params, sections=("train",)).train
     params = replace(params, batch_size=args.batch_size)
+    from digits.cpu import check_bfloat16_speed
     from digits.errors import ParamsError
-    from digits.training import check_precision
 
     split = load_split(args.data / "train.npz")
     runners = {"train_stage": project_trainer(params, split)}
     try:
-        check_precision("bfloat16")
+        check_bfloat16_speed("bfloat16")
         runners["train_stage_bf16"] = project_trainer(replace(params, precision="bfloat16"), split)
         refused = None
     except ParamsError as error:

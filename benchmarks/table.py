@@ -79,10 +79,42 @@ def experiment_lines(results: dict) -> list[str]:
                 f"{figures['experiments_per_hour']} experiments/hour"
             )
         lines.append(f"{name}: --jobs 2 finishes {queue['jobs_2_speedup']:.2f}x as fast")
-    recipe = results["recipe"]
-    lines.append(
-        f"fast recipe: test accuracy {recipe['test_accuracy']:.4f} (validation "
-        f"{recipe['val_accuracy']:.4f}) in {recipe['training_seconds']:.1f} s of training "
-        f"({recipe['images_per_second']:,.0f} images/s)"
-    )
+    return lines + recipe_lines(results["recipes"])
+
+
+def recipe_lines(recipes: dict) -> list[str]:
+    """The default and the fast recipe: accuracy and time to it."""
+    lines = []
+    for name, recipe in recipes.items():
+        precision = recipe["settings"].get("train.precision", "float32")
+        lines.append(
+            f"{name} recipe ({precision}): test accuracy {recipe['test_accuracy']:.4f} "
+            f"(validation {recipe['val_accuracy']:.4f}) in {recipe['training_seconds']:.1f} s "
+            f"of training ({recipe['images_per_second']:,.0f} images/s)"
+        )
     return lines
+
+
+def portability_lines(results: dict) -> list[str]:
+    """The train stage against PyTorch eager in each configuration, then the recipes."""
+    machine = results["machine"]
+    lines = [
+        f"CPU: {machine['cpu']} ({machine['instruction_set']}, {machine['cpu_count']} cores); "
+        f"bfloat16 {results['bfloat16_slowdown']:.1f}x as slow as float32 here",
+        f"{'':<44}{'train stage':>12}{'PyTorch eager':>15}{'stage / PyTorch':>17}",
+    ]
+    labels = {
+        "full": "full instruction set, oneDNN on",
+        "avx2": "capped at AVX2, oneDNN on",
+        "tf_default": "capped at AVX2, oneDNN off (TF's default)",
+    }
+    for name, figures in results["portability"].items():
+        rates = figures["images_per_second"]
+        torch = rates.get("pytorch_eager")
+        ratio = f"{rates['train_stage'] / torch:.2f}x" if torch else "no PyTorch"
+        torch_text = f"{torch:,.0f}" if torch else "-"
+        lines.append(
+            f"{labels.get(name, name):<44}{rates['train_stage']:>12,.0f}{torch_text:>15}"
+            f"{ratio:>17}"
+        )
+    return lines + recipe_lines(results["recipes"])

@@ -104,6 +104,15 @@ class Tracker:
             client.delete_tag(self.run_id, tag)
 
     @uninterrupted
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Tag the run with ``tags`` (values as strings)."""
+        if self.run_id is None:
+            return
+        import mlflow
+
+        mlflow.set_tags({key: str(value) for key, value in tags.items()})
+
+    @uninterrupted
     def log_step(self, step: int, values: Mapping[str, float]) -> None:
         """Log the metrics of one evaluation during training at its ``step``."""
         if self.run_id is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 import numpy as np
@@ -37,7 +38,7 @@ class TrainResult:
     model: keras.Model
     history: pd.DataFrame
     metrics: dict[str, float | int]
-    run_facts: dict[str, float | int]
+    run_facts: dict[str, Any]
 
 
 def check_precision(precision: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from digits import cli
 from digits.datasets import DEFAULT_CATALOG, load_dataset
-from digits.errors import exit_stage, run_stage
+from digits.entry import run
 from digits.fetch import FetchSettings, download_dataset
 from digits.params import load_params
 
@@ -51,4 +51,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    exit_stage(run_stage(main))
+    run(main, tensorflow=False)

@@ -12,9 +12,7 @@ import numpy as np
 
 from digits import cli
 from digits.arrays import Split
-from digits.errors import exit_stage, run_stage
-from digits.native_log import filter_native_log
-from digits.threads import apply_thread_budget
+from digits.entry import run
 
 if TYPE_CHECKING:  # heavy: imported where used, after argument parsing (STYLE.md rule 11)
     import pandas as pd
@@ -122,7 +120,6 @@ def main(argv: list[str] | None = None) -> None:
         help="folder for confusion.csv, confusion.png and errors.png",
     )
     args = parser.parse_args(argv)
-    apply_thread_budget()  # before TensorFlow's first op (DIGITS_THREADS)
 
     from digits import tracking
     from digits.arrays import load_split
@@ -163,5 +160,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    filter_native_log()  # before TensorFlow loads: its C++ notices (digits/native_log.py)
-    exit_stage(run_stage(main))
+    run(main)

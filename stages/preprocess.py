@@ -21,7 +21,8 @@ from digits.datasets import (
     TRAIN_LABELS,
     load_dataset,
 )
-from digits.errors import DataError, ParamsError, exit_stage, run_stage
+from digits.entry import run
+from digits.errors import DataError, ParamsError
 from digits.params import load_params
 from digits.shapes import IMAGE_SHAPE, NUM_CLASSES
 
@@ -128,4 +129,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    exit_stage(run_stage(main))
+    run(main, tensorflow=False)

@@ -17,11 +17,10 @@ from typing import TYPE_CHECKING
 from digits import checkpoint, cli, tracking
 from digits.arrays import load_split
 from digits.atomic import Outputs
-from digits.errors import exit_stage, run_stage
-from digits.native_log import filter_native_log
+from digits.cpu import check_bfloat16_speed, describe_machine, machine_facts
+from digits.entry import run
 from digits.params import TrainParams, load_params
 from digits.run_values import model_name
-from digits.threads import apply_thread_budget
 
 if TYPE_CHECKING:  # heavy: imported where used, after argument parsing (STYLE.md rule 11)
     from digits.training import TrainResult
@@ -134,12 +133,12 @@ def main(argv: list[str] | None = None) -> None:
         help="checkpoint written every evaluation; an interrupted run resumes from it",
     )
     args = parser.parse_args(argv)
-    apply_thread_budget()  # before TensorFlow's first op (DIGITS_THREADS)
     from digits.training import train
 
     # data and tracking are read only to be logged: they describe the model and its run.
     loaded = load_params(args.params, sections=("data", "train", "tracking"))
     params = loaded.train
+    check_bfloat16_speed(params.precision)
 
     train_split = load_split(args.data / "train.npz")
     validation_split = load_split(args.data / "validation.npz")
@@ -165,6 +164,9 @@ def main(argv: list[str] | None = None) -> None:
             run.log_missing_steps([(row["step"], logged(row)) for row in resumed.state.rows])
             if run.resumed:
                 print(f"continuing MLflow run {run.run_id}", flush=True)
+        machine = machine_facts()
+        run.set_tags({f"machine.{key}": value for key, value in machine.items()})
+        print(describe_machine(machine), flush=True)
         progress = print_progress(params.steps)
 
         def on_eval(row: dict) -> None:
@@ -179,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
             resume=resumed.state if resumed else None, on_checkpoint=on_checkpoint,
         )  # fmt: skip
         report_stop(result, params)
+        result.run_facts["machine"] = machine
         stage_outputs(outputs, result, args.model, args.metrics, args.run_facts, args.history)
         run.log_metrics({**result.metrics, **result.run_facts}, prefix="train/")
         run.log_files(args.metrics, args.run_facts, args.history, outputs=outputs)
@@ -202,5 +205,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    filter_native_log()  # before TensorFlow loads: its C++ notices (digits/native_log.py)
-    exit_stage(run_stage(main))
+    run(main)

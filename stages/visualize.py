@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING
 
 from digits import cli
 from digits.arrays import Split
-from digits.errors import ParamsError, exit_stage, run_stage
-from digits.native_log import filter_native_log
+from digits.entry import run
+from digits.errors import ParamsError
 from digits.params import VisualizeParams
-from digits.threads import apply_thread_budget
 
 if TYPE_CHECKING:  # heavy: imported where used, after argument parsing (STYLE.md rule 11)
     import keras
@@ -143,7 +142,6 @@ def main(argv: list[str] | None = None) -> None:
         help="folder for the pictures and the model summary, replaced whole",
     )
     args = parser.parse_args(argv)
-    apply_thread_budget()  # before TensorFlow's first op (DIGITS_THREADS)
 
     from digits import tracking
     from digits.arrays import load_split
@@ -178,5 +176,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    filter_native_log()  # before TensorFlow loads: its C++ notices (digits/native_log.py)
-    exit_stage(run_stage(main))
+    run(main)

@@ -60,8 +60,13 @@ def test_every_contender_trains_and_infers_and_the_table_shows_it(tiny_params):
                               "jobs_2": {"digits_threads": "1", "wall_seconds": 190.0,
                                          "experiments_per_hour": 76},
                               "jobs_2_speedup": 1.05, "steps": 4000},
-               "recipe": {"test_accuracy": 0.9261, "val_accuracy": 0.93,
-                          "training_seconds": 58.0, "images_per_second": 9931}}  # fmt: skip
+               "recipes": {"default": {"settings": {}, "test_accuracy": 0.9101,
+                                       "val_accuracy": 0.91, "training_seconds": 120.0,
+                                       "images_per_second": 5400},
+                           "fast": {"settings": {"train.precision": "bfloat16"},
+                                    "test_accuracy": 0.9261, "val_accuracy": 0.93,
+                                    "training_seconds": 58.0,
+                                    "images_per_second": 9931}}}  # fmt: skip
     text = table.format_table(results)
     for name in ("train_stage_bf16", "keras_fit", "gradients_only_bf16", "evaluate_stage",
                  "no-op dvc repro", "1,000.00 MiB", "float32: 300 GFLOP/s",
@@ -70,5 +75,6 @@ def test_every_contender_trains_and_infers_and_the_table_shows_it(tiny_params):
                  "6.0 s importing of  12.0 s (50%)", "evaluate-only dvc exp run: 20.0 s",
                  "--jobs 2 (DIGITS_THREADS 1): 80.0 s, 180 experiments/hour", "1.25x as fast",
                  "queue of 4,000-step experiments: --jobs 2 finishes 1.05x as fast",
-                 "test accuracy 0.9261", "58.0 s of training"):  # fmt: skip
+                 "fast recipe (bfloat16): test accuracy 0.9261", "58.0 s of training",
+                 "default recipe (float32): test accuracy 0.9101"):  # fmt: skip
         assert name in text, name
