@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 # Stage commands in dvc.yaml say `python`: put the project's interpreter first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export TORCH TORCH_INDEX TORCH_FIND_LINKS
 
 .PHONY: lock install install-test install-team install-search stack stack-servers stack-down repro report check-pipeline test test-extended
 .PHONY: lint format browser ui clean-venv serve promote check-metrics best search
@@ -169,12 +170,27 @@ format: install-test
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Training and inference throughput against model.fit and a TF1 loop, pipeline timings, peak
-# memory -> metrics/bench.json (README, "Performance"). DATA_MIRROR set: real Fashion-MNIST.
-# TF_CPP_MIN_LOG_LEVEL=2 keeps TensorFlow's start-up notices out of the table (errors still show).
-.PHONY: bench
-bench: install
-	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m benchmarks.run
+# Training and inference throughput against model.fit, a TF1 loop and PyTorch eager, pipeline
+# timings, peak memory -> metrics/bench.json (docs: Performance). DATA_MIRROR set: real
+# Fashion-MNIST. BENCH_ARGS="--only portability": the train stage against PyTorch eager
+# (full instruction set, capped at AVX2) and the recipes only. TF_CPP_MIN_LOG_LEVEL=2 keeps
+# TensorFlow's start-up notices out of the table (errors still show).
+.PHONY: bench bench-torch
+bench: install bench-torch
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# PyTorch's CPU build, the benchmark's contender (not in the lock: PyPI's Linux x86_64 wheel is
+# the CUDA build, several GB). From PyTorch's CPU index by default; TORCH_FIND_LINKS: a folder
+# of wheels to take it from instead, with TORCH naming the release (say torch==2.13.0+cpu).
+TORCH ?= torch
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+bench-torch: install
+	@if ! $(BIN)/python -c "import torch" 2>/dev/null; then \
+		if [ -n "$$TORCH_FIND_LINKS" ]; then where="--find-links $$TORCH_FIND_LINKS"; \
+		else where="--index-url $$TORCH_INDEX --extra-index-url https://pypi.org/simple"; fi; \
+		$(UV) pip install --quiet --python $(BIN)/python $$where "$$TORCH" \
+			|| echo "PyTorch not installed: the bench times the train stage without it"; \
+	fi
 
 clean-venv:
 	rm -rf $(VENV)

@@ -18,8 +18,15 @@ from idxdata import write_dataset
 from ruamel.yaml import YAML
 
 from digits.checkout import copy_checkout
+from digits.cpu import prefer_onednn
 from digits.datasets import load_dataset
 from digits.params import update_params_file
+
+
+def pytest_configure(config):
+    """Tests that run TensorFlow in-process use the kernels the stages choose
+    (``digits.entry``): set before any test module imports TensorFlow."""
+    prefer_onednn()
 
 
 @dataclass

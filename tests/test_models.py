@@ -112,6 +112,7 @@ def test_predict_logits_matches_the_model_in_inference_mode():
     assert predict_logits(model, images[:0], batch_size=10).shape == (0, 10)
 
 
+@pytest.mark.cpu_dependent
 def test_the_same_model_saves_to_the_same_bytes_and_loads_back(tmp_path):
     """Keras writes the save time, Python object ids and zip entry times into a .keras file;
     save_model leaves none of them, so a retrain that changes nothing changes no hash."""
@@ -146,6 +147,7 @@ def tutorial_order_model(model: keras.Model) -> keras.Model:
     return keras.Model(inputs, hidden)
 
 
+@pytest.mark.cpu_dependent
 @pytest.mark.parametrize("padding", ["same", "valid"])
 def test_relu_before_pooling_gives_the_tutorial_outputs(padding):
     model = build_model(params_replace(default_params(), padding=padding))
@@ -190,6 +192,7 @@ def test_bfloat16_model_round_trips_through_the_keras_file(tmp_path):
     np.testing.assert_array_equal(loaded(images).numpy(), mixed(images).numpy())
 
 
+@pytest.mark.cpu_dependent
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_the_conv_layers_compute_what_keras_conv2d_computes(precision):
     """Only how the bias is added differs (``tf.nn.bias_add``, which TensorFlow fuses)."""

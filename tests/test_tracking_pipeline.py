@@ -73,6 +73,10 @@ def test_a_tiny_run_logs_params_metrics_tags_artifacts_and_a_loadable_model(trac
             processed / f"{split}.npz"
         )
     assert "dvc.experiment" not in run.data.tags  # `dvc repro` is not an experiment
+    # The machine the model was trained on, as the train stage's run facts record it.
+    machine = json.loads((tracked.root / "metrics" / "train_run.json").read_text())["machine"]
+    for key, value in machine.items():
+        assert run.data.tags[f"machine.{key}"] == str(value), key
     # The runs page's Dataset column: one MLflow dataset per split, digest = the file's MD5.
     datasets = {
         (entry.dataset.name, entry.dataset.digest, tag.value)

@@ -36,6 +36,9 @@ def test_main_writes_every_output(tmp_path):
     run_facts = json.loads(out["run-facts"].read_text())
     assert run_facts["parameters"] > 0 and run_facts["images_per_second"] > 0
     assert not set(metrics) & set(run_facts), "a run fact is no DVC metric"
+    machine = run_facts["machine"]  # what explains the run's speed and its last digits
+    assert set(machine) >= {"cpu", "instruction_set", "bfloat16_units", "onednn", "tensorflow"}
+    assert machine["cpu"] and machine["tensorflow"]
     history = pd.read_csv(out["history"])
     assert list(history["step"]) == [3, 6]
     assert json.loads(out["run"].read_text()) == {"run_id": None}

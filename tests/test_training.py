@@ -98,6 +98,7 @@ def test_tiny_training_run_learns_and_reports(tiny_params):
     assert result.metrics["val_accuracy"] >= 0.8, "row bands are easy to tell apart"
 
 
+@pytest.mark.cpu_dependent
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_same_params_and_data_give_identical_weights_and_metrics(tiny_params, precision):
     tiny_params = params_replace(tiny_params, precision=precision)
@@ -116,6 +117,7 @@ def test_same_params_and_data_give_identical_weights_and_metrics(tiny_params, pr
     assert not np.array_equal(first.model.get_weights()[0], third.model.get_weights()[0])
 
 
+@pytest.mark.cpu_dependent
 def test_bfloat16_trains_other_weights_than_float32_and_keeps_float32_weights(tiny_params):
     params = params_replace(tiny_params, steps=60, eval_every=20)
     split, validation = tiny_split(80, 1), tiny_split(20, 2)
@@ -150,6 +152,7 @@ def plain_loop_weights_sha256(params, split: Split) -> str:
     return weights_sha256(model)
 
 
+@pytest.mark.cpu_dependent
 def test_default_recipe_with_early_stopping_off_trains_bit_for_bit_as_the_bare_loop():
     params = load_params(REPO_ROOT / "params.yaml", sections=("train",)).train
     assert params.patience == 0 and params.restore_best_weights is False, "off by default"
@@ -216,6 +219,7 @@ class Interrupted(Exception):
     """Stands for Ctrl-C in the middle of training."""
 
 
+@pytest.mark.cpu_dependent
 @pytest.mark.parametrize(
     "changes",
     [
