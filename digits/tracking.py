@@ -19,7 +19,7 @@ import filecmp
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from digits.atomic import Outputs
@@ -110,9 +110,12 @@ def new_run(
     experiment_id = open_store(store, tracking.experiment)
     with store_errors(store, UNCHANGED):
         if resume_run_id is not None and _in_experiment(store, resume_run_id, experiment_id):
-            run = uninterrupted(mlflow.start_run)(run_id=resume_run_id)
+            run = uninterrupted(mlflow.start_run)(
+                run_id=resume_run_id, log_system_metrics=system_metrics(os.environ)
+            )
         else:
             run = uninterrupted(mlflow.start_run)(
+                log_system_metrics=system_metrics(os.environ),
                 experiment_id=experiment_id,
                 run_name=os.environ.get("DVC_EXP_NAME") or None,
                 tags=run_tags(os.environ, git_commit(os.environ, Path.cwd())),
@@ -187,6 +190,13 @@ def model_run(
         uninterrupted(mlflow.start_run)(run_id=run_id)
     with _ending(run_id, store, outputs), outputs:
         yield Tracker(run_id, store)
+
+
+def system_metrics(environ: Mapping[str, str]) -> bool | None:
+    """Whether a training run records CPU and memory use over time (MLflow's system metrics,
+    sampled every 10 s by a thread of MLflow's): on, unless the user set MLflow's own
+    ``MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING`` (None: MLflow reads it)."""
+    return None if "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING" in environ else True
 
 
 def _in_experiment(store: Store, run_id: str, experiment_id: str) -> bool:

@@ -33,6 +33,9 @@ def tracked(tmp_path_factory, store_template) -> ProjectCopy:
     folder = tmp_path_factory.mktemp("tracked")
     project = make_project(folder / "project", make_tiny_mirror(folder))
     enable_tracking(project, store_template, register_model=REGISTERED_NAME)
+    # A sample of CPU and memory use every second (MLflow's default is 10 s, longer than the
+    # tiny run's training).
+    project.env["MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"] = "1"
     project.run("dvc", "repro")
     return project
 
@@ -73,6 +76,10 @@ def test_a_tiny_run_logs_params_metrics_tags_artifacts_and_a_loadable_model(trac
             processed / f"{split}.npz"
         )
     assert "dvc.experiment" not in run.data.tags  # `dvc repro` is not an experiment
+    # CPU and memory use over the training run (MLflow's system metrics).
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(
+        run.data.metrics
+    ), sorted(run.data.metrics)
     # The machine the model was trained on, as the train stage's run facts record it.
     machine = json.loads((tracked.root / "metrics" / "train_run.json").read_text())["machine"]
     for key, value in machine.items():
