@@ -3,13 +3,14 @@ SHELL := /bin/bash
 PYTHON_BOOTSTRAP ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Stage commands in dvc.yaml say `python`: put the project's interpreter first on PATH.
+# Stage commands in dvc.yaml say `python`: put the project's interpreter first on PATH (dvc
+# started without make does the same through the hook of digits/venv_hook.py).
 export PATH := $(abspath $(BIN)):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export TORCH TORCH_INDEX TORCH_FIND_LINKS
 
 .PHONY: lock install install-test install-team install-search stack stack-servers stack-down repro report check-pipeline test test-extended
-.PHONY: lint format browser ui clean-venv serve promote check-metrics best search
+.PHONY: lint format browser ui clean-venv serve promote check-metrics best search exps quick
 
 # Installs come from uv.lock, one lock for Linux (x86_64, aarch64), macOS arm64 and Windows,
 # with uv, itself installed at a pinned version into build/uv by any Python 3 (README,
@@ -20,29 +21,36 @@ UV := build/uv/bin/uv
 # (macOS and aarch64 take TensorFlow's own wheel either way).
 TF_EXTRA := $(if $(GPU),gpu,cpu)
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
-# --inexact: each target adds its extras and removes nothing another target installed.
+# --inexact: each target adds its extras and removes nothing another target installed. Then
+# the hook that gives the environment's programs (dvc, its stages) its interpreter on PATH,
+# activated or not (digits/venv_hook.py).
 SYNC = $(UV) sync --frozen --inexact --quiet --extra $(TF_EXTRA)
+HOOK = $(BIN)/python -m digits.venv_hook
 
 $(UV):
 	$(PYTHON_BOOTSTRAP) -m venv build/uv
 	build/uv/bin/python -m pip install --quiet uv==$(UV_VERSION) 2> >(grep -v "is ignored: it is neither" >&2)
 
 # Stamps: sync again only when the lock or pyproject.toml changes.
-$(VENV)/.installed: uv.lock pyproject.toml | $(UV)
+$(VENV)/.installed: uv.lock pyproject.toml digits/venv_hook.py | $(UV)
 	$(SYNC)
+	$(HOOK)
 	touch $@
 
 # The tests include the team stack's (tests/test_team.py), so they install its extra too.
-$(VENV)/.installed-test: uv.lock pyproject.toml | $(UV)
+$(VENV)/.installed-test: uv.lock pyproject.toml digits/venv_hook.py | $(UV)
 	$(SYNC) --extra test --extra team
+	$(HOOK)
 	touch $@ $(VENV)/.installed $(VENV)/.installed-team $(VENV)/.installed-search
 
-$(VENV)/.installed-team: uv.lock pyproject.toml | $(UV)
+$(VENV)/.installed-team: uv.lock pyproject.toml digits/venv_hook.py | $(UV)
 	$(SYNC) --extra team
+	$(HOOK)
 	touch $@ $(VENV)/.installed
 
-$(VENV)/.installed-search: uv.lock pyproject.toml | $(UV)
+$(VENV)/.installed-search: uv.lock pyproject.toml digits/venv_hook.py | $(UV)
 	$(SYNC) --extra search
+	$(HOOK)
 	touch $@ $(VENV)/.installed
 
 # The lock again after a change to pyproject.toml's dependencies; UPGRADE=1: newest releases.
@@ -56,6 +64,24 @@ install-search: $(VENV)/.installed-search
 
 repro: install plots-page
 	$(BIN)/dvc repro
+
+# The whole pipeline on a few steps, as an experiment (params.yaml then holds these two values:
+# `git checkout params.yaml` before the full run). QUICK_STEPS / QUICK_EVAL_EVERY change them.
+QUICK_STEPS ?= 500
+QUICK_EVAL_EVERY ?= 100
+quick: install
+	$(BIN)/dvc exp run -S train.steps=$(QUICK_STEPS) -S train.eval_every=$(QUICK_EVAL_EVERY)
+	@echo "quick run done; params.yaml now says train.steps=$(QUICK_STEPS), train.eval_every=$(QUICK_EVAL_EVERY):" \
+		"for the full run: git checkout params.yaml && make repro"
+
+# The experiments of the current commit, readable in 80 columns, queued ones included: the
+# params that differ and the headline metrics (test and validation accuracy); DVC's Created,
+# State and Executor columns, the losses, counts and deps are left out. First, the line that says
+# what to commit when the commit holds no results yet (digits/committed.py).
+EXPS_DROP := ^(Created|State|Executor|loss|val_loss|macro_f1|train_images|validation_images|test_images|steps|best_step|stopped_step)$$|.*/
+exps: install
+	@$(BIN)/python -m digits.committed
+	@$(BIN)/dvc exp show --only-changed --no-pager --drop '$(EXPS_DROP)'
 
 # `dvc plots show` without internet: a page template with vega, vega-lite and vega-embed
 # inlined (review/plots_page.py), from the npm registry at these versions, set as this

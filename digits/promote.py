@@ -6,9 +6,12 @@
 
 The version is compared with the alias's current holder on the same test metric of their
 runs (``test/accuracy`` by default, which ``evaluate`` logs; higher is better, lower for a
-loss) and both figures are printed. A worse version is refused unless ``--force``. The model
-is then ``models:/<name>@<alias>`` for ``digits-predict --model`` and ``make serve MODEL=``.
-MLflow's model aliases, not its deprecated stages.
+loss) and both figures are printed. A run whose model was byte-identical to the one in place
+(tagged ``digits.same_model_as``: a retrain that changed nothing, whose later stages did not
+rerun) takes the figure of the run it names, which holds that model's evaluation. A worse
+version is refused unless ``--force``. The model is then ``models:/<name>@<alias>`` for
+``digits-predict --model`` and ``make serve MODEL=``. MLflow's model aliases, not its
+deprecated stages.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from digits.errors import PipelineError, run_stage
+from digits.tracking import SAME_MODEL_TAG
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,7 @@ class Standing:
 
     version: str
     value: float | None  # None: its run has no such metric
+    source_run: str | None = None  # the run the figure comes from, when not the version's own
 
 
 def lower_is_better(metric: str) -> bool:
@@ -42,11 +47,22 @@ def is_worse(candidate: float, holder: float, metric: str) -> bool:
 
 
 def standing(client, name: str, version: str, metric: str) -> Standing:
-    """Version ``version`` of ``name`` and its run's ``metric``."""
+    """Version ``version`` of ``name`` and its run's ``metric``.
+
+    A run without ``metric`` but tagged ``SAME_MODEL_TAG`` trained the very bytes of the
+    model of the run it names: the figure is that run's (followed along a chain of such tags).
+    """
     found = client.get_model_version(name, version)
-    run = client.get_run(found.run_id) if found.run_id else None
-    value = run.data.metrics.get(metric) if run else None
-    return Standing(str(found.version), value)
+    run_id, seen = found.run_id, set()
+    while run_id and run_id not in seen:
+        seen.add(run_id)
+        run = client.get_run(run_id)
+        value = run.data.metrics.get(metric)
+        if value is not None:
+            source = None if run_id == found.run_id else run_id
+            return Standing(str(found.version), value, source)
+        run_id = run.data.tags.get(SAME_MODEL_TAG)
+    return Standing(str(found.version), None)
 
 
 def promote(
@@ -92,6 +108,8 @@ def promote(
         return "no figure" if value is None else f"{value:.4f}"
 
     say(f"{name} version {candidate.version}: {metric} {figure(candidate.value)}")
+    if candidate.source_run:
+        say(f"  (from run {candidate.source_run}, which evaluated the same model bytes)")
     if holder is None:
         say(f"@{alias}: nobody yet")
     else:

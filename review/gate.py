@@ -6,7 +6,9 @@ Compares ``eval.accuracy`` (``metrics/eval.json``, key ``accuracy``) of the work
 BASE through ``dvc metrics diff``. Passes when it fell by at most the allowed drop (or rose);
 fails with one line such as
 ``error: eval.accuracy fell 0.0123 (0.9100 -> 0.8977); allowed drop 0.005``, and when either
-revision lacks the metric. The report (``review.report``) states the same verdict first.
+revision lacks the metric. When BASE holds no pipeline results at all (nothing committed
+yet) the line says what to commit and how (``digits.committed``). The report
+(``review.report``) states the same verdict first.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from digits.committed import uncommitted_hint
 from digits.errors import PipelineError, run_stage
 from review.dvcdata import WORKSPACE, Change, check_revision, metric_changes
 
@@ -57,8 +60,14 @@ def judge(changes: list[Change], base: str, allowed_drop: float) -> Verdict:
 
 
 def gate(base: str, cwd: Path, allowed_drop: float) -> Verdict:
-    """Ask DVC for the metrics of ``base`` and the workspace in ``cwd``, and judge them."""
+    """Ask DVC for the metrics of ``base`` and the workspace in ``cwd``, and judge them.
+
+    A ``base`` without committed results fails with the line that says what to commit.
+    """
     check_revision(base, cwd)
+    hint = uncommitted_hint(base, cwd)
+    if hint:
+        return Verdict(False, hint)
     return judge(metric_changes(base, cwd), base, allowed_drop)
 
 

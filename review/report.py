@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from digits.atomic import atomic_open
+from digits.committed import uncommitted_hint
 from digits.errors import run_stage
 from digits.figures import save_figure
 from review import markdown
@@ -182,6 +183,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
+    hint = uncommitted_hint(args.base, Path.cwd())
+    if hint:
+        print(hint)
     review = gather(args.base, Path.cwd(), args.allowed_drop)
     image_folder = args.out.parent / args.out.stem  # report.md -> report/
     images = write_images(review, image_folder)

@@ -5,6 +5,9 @@
 Ranking is on validation only: a metric of the test set (``eval.*``) is refused, because
 choosing the model by its test score tunes on the test set, and that score then overstates
 what the model does on new data. Test accuracy is shown beside each row, for information.
+
+The commit the experiments started from (the baseline) is ranked with them, in a row marked
+``base``: an experiment is recommended, and applied, only when it beats the baseline.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from digits.committed import COMMIT_COMMAND, uncommitted_hint
 from digits.errors import PipelineError, run_stage
 from search.experiments import SUCCESS, Experiment, run_dvc, show
 from search.space import TEST_METRIC_PREFIXES
@@ -66,6 +70,40 @@ def rank(experiments: Sequence[Experiment], metric: str) -> list[Experiment]:
     return sorted(scored, key=lambda experiment: sign * experiment.metrics[metric])
 
 
+def beats(experiment: Experiment, baseline: Experiment | None, metric: str) -> bool:
+    """Whether ``experiment`` is strictly better than ``baseline`` on ``metric``; True when
+    the baseline has no figure for it (nothing to beat)."""
+    if baseline is None or not _is_number(baseline.metrics.get(metric)):
+        return True
+    ours, theirs = experiment.metrics[metric], baseline.metrics[metric]
+    return ours < theirs if lower_is_better(metric) else ours > theirs
+
+
+def recommend(
+    ranked: Sequence[Experiment], baseline: Experiment | None, metric: str
+) -> tuple[Experiment | None, str]:
+    """The experiment to apply (None: none beats the baseline) and a line saying why."""
+    winner = ranked[0]
+    apply = f"`make best APPLY=1` (dvc exp apply {winner.name}) applies it"
+    if baseline is None:
+        return winner, f"best: {winner.name}; {apply}"
+    if not _is_number(baseline.metrics.get(metric)):
+        return winner, (
+            f"best: {winner.name}; {apply}. The baseline {baseline.name} has no {metric}: "
+            f"its results are not committed (after `dvc repro`: {COMMIT_COMMAND})"
+        )
+    score = _format(baseline.metrics[metric])
+    if not beats(winner, baseline, metric):
+        return None, (
+            f"no experiment beats the baseline {baseline.name} ({metric} {score}): "
+            "keep the commit's model"
+        )
+    return (
+        winner,
+        f"best: {winner.name}, better than the baseline {baseline.name} ({score}); {apply}",
+    )
+
+
 def differing_params(experiments: Sequence[Experiment]) -> list[str]:
     """Param keys whose values are not the same in every experiment, in params.yaml order."""
     keys: list[str] = []
@@ -78,19 +116,28 @@ def differing_params(experiments: Sequence[Experiment]) -> list[str]:
     ]
 
 
-def table(ranked: Sequence[Experiment], metric: str) -> str:
-    """A plain-text table: rank, name, the params that differ, the metric, test accuracy."""
-    params = differing_params(ranked)
+def table(ranked: Sequence[Experiment], metric: str, baseline: Experiment | None = None) -> str:
+    """A plain-text table: rank, name, the params that differ, the metric, test accuracy.
+
+    ``baseline`` (the commit) is a row marked ``base``, below the experiments that beat it.
+    """
+    places = [(str(place), experiment) for place, experiment in enumerate(ranked, start=1)]
+    if baseline is not None:
+        above = sum(beats(experiment, baseline, metric) for experiment in ranked)
+        if not _is_number(baseline.metrics.get(metric)):
+            above = len(ranked)  # no figure: listed last
+        places.insert(above, ("base", baseline))
+    params = differing_params([experiment for _, experiment in places])
     header = ["#", "experiment", *params, metric, f"{TEST_ACCURACY} (info)"]
     rows = [
         [
-            str(place),
+            place,
             experiment.name,
             *(_format(experiment.params.get(key)) for key in params),
-            _format(experiment.metrics[metric]),
+            _format(experiment.metrics.get(metric)),
             _format(experiment.metrics.get(TEST_ACCURACY)),
         ]
-        for place, experiment in enumerate(ranked, start=1)
+        for place, experiment in places
     ]
     widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
     lines = [
@@ -119,22 +166,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--apply", action="store_true", help="dvc exp apply the winner")
     parser.add_argument("--repo", type=Path, default=Path.cwd())
     args = parser.parse_args(argv)
+    hint = uncommitted_hint("HEAD", args.repo)
+    if hint:
+        print(hint)
     baseline, experiments = show(args.repo)
     if not experiments:
         commit = f"commit {baseline.rev[:7]}" if baseline else "the workspace (no commit yet)"
         print(f"no experiments of {commit} to rank: run some with `dvc exp run` (README, Sweeps)")
         return
     ranked = rank(experiments, args.metric)
-    print(table(ranked, args.metric))
+    print(table(ranked, args.metric, baseline))
     unfinished = len(experiments) - len(ranked)
     if unfinished:
         print(f"({unfinished} experiment(s) not ranked: queued, running, failed or without it)")
-    winner = ranked[0]
-    if args.apply:
+    winner, verdict = recommend(ranked, baseline, args.metric)
+    print(verdict)
+    if winner is not None and args.apply:
         run_dvc(["exp", "apply", winner.name], args.repo)
         print(f"applied {winner.name}: the workspace now holds its params, metrics and outputs")
-    else:
-        print(f"best: {winner.name}; `make best APPLY=1` (dvc exp apply {winner.name}) applies it")
+    elif args.apply:
+        print("nothing applied")
 
 
 if __name__ == "__main__":

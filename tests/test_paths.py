@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
 from conftest import make_project
+from venvmake import venv_make
 
 from digits.servers import free_port, running
 
@@ -25,14 +25,6 @@ def make_targets(makefile: Path) -> list[str]:
     """Every target named in a ``.PHONY`` line."""
     text = makefile.read_text()
     return [name for line in re.findall(r"^\.PHONY:(.*)$", text, re.M) for name in line.split()]
-
-
-def venv_make(root: Path, *args: str) -> list[str]:
-    """`make` in ``root`` on this test's virtualenv, told not to (re)install into it."""
-    venv = Path(sys.executable).parent.parent
-    keep = [f"{venv}/.installed", f"{venv}/.installed-test", f"{venv}/bin/python"]
-    return ["make", "-C", str(root), f"VENV={venv}", *(f"--old-file={name}" for name in keep),
-            *args]  # fmt: skip
 
 
 @pytest.fixture

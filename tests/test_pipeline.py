@@ -9,9 +9,15 @@ import re
 import struct
 import subprocess
 import termios
+from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
+from venvmake import venv_make
+
+from digits.params import read_yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
@@ -163,3 +169,47 @@ def test_exp_show_fits_test_accuracy_and_loss_in_a_terminal(committed):
             # model size and training-set scores were metrics).
             if columns == 120:
                 assert values.get("train.fc_size") == fc_sizes[row[0].split()[-1]], lines
+
+
+def test_make_exps_fits_the_experiments_in_80_columns_queued_ones_too(committed):
+    """`dvc exp show` adds Created, State and Executor columns once an experiment is queued,
+    and at 80 columns the params that differ no longer show: `make exps` keeps them and the
+    headline metrics (test and validation accuracy)."""
+    committed.run("dvc", "exp", "run", "-n", "wide", "-S", "train.fc_size=64")
+    committed.run("dvc", "exp", "run", "--queue", "-n", "waiting", "-S", "train.fc_size=32")
+    command = venv_make(committed.root, "--no-print-directory", "exps")
+    lines = [line for line in in_terminal(committed, command, 80) if line.strip()]
+    assert max(map(len, lines)) <= 80, lines
+    (header,) = [line for line in lines if line.strip().startswith("Experiment")]
+    names = re.split(r"\s{2,}", header.strip())
+    assert names == ["Experiment", "accuracy", "val_accuracy", "train.fc_size"], lines
+    rows = {
+        row[0].split()[-1]: dict(zip(names, row, strict=True))
+        for row in (re.split(r"\s{2,}", line.strip()) for line in lines)
+        if row[0].startswith(("workspace", "main", "├──", "└──"))
+    }
+    fc_sizes = {"workspace": "64", "main": "128", "[wide]": "64", "[waiting]": "32"}
+    assert {name: row["train.fc_size"] for name, row in rows.items()} == fc_sizes, lines
+    for name in ("main", "[wide]"):
+        assert 0 <= float(rows[name]["accuracy"]) <= 1, lines
+        assert 0 <= float(rows[name]["val_accuracy"]) <= 1, lines
+    assert rows["[waiting]"]["accuracy"] == "-"  # queued: no metrics yet
+
+
+def test_make_quick_runs_the_whole_pipeline_on_few_steps_as_an_experiment(project):
+    makefile = (project.root / "Makefile").read_text()
+    steps = int(re.search(r"^QUICK_STEPS \?= (\d+)$", makefile, re.M).group(1))
+    every = int(re.search(r"^QUICK_EVAL_EVERY \?= (\d+)$", makefile, re.M).group(1))
+    # Fewer steps than the shipped params.yaml (the project copy's tiny params have fewer).
+    assert steps < read_yaml(REPO_ROOT / "params.yaml")["train"]["steps"]
+    result = project.run(*venv_make(project.root, "--no-print-directory", "quick"))
+    assert stages_run(result.stdout)[:5] == [
+        "download", "preprocess", "train", "evaluate", "visualize"
+    ]  # fmt: skip
+    trained = json.loads((project.root / "metrics" / "train.json").read_text())
+    assert trained["steps"] == steps
+    history = (project.root / "plots" / "train_history.csv").read_text().splitlines()
+    assert len(history) == 1 + steps // every  # a header, then one row per evaluation
+    assert "git checkout params.yaml && make repro" in result.stdout
+    shown = json.loads(project.run("dvc", "exp", "show", "--json").stdout)
+    assert [entry for commit in shown for entry in commit.get("experiments") or []]

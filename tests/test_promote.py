@@ -8,11 +8,14 @@ import mlflow
 import numpy as np
 import pytest
 from idxdata import tiny_split
+from runstore import client as store_client
+from runstore import enable_tracking, runs_of
 
 from digits.errors import PipelineError
 from digits.predict import run as predict
 from digits.predict import softmax
 from digits.promote import is_worse, promote
+from digits.tracking import SAME_MODEL_TAG, read_run_file
 
 NAME = "tiny-digits"
 
@@ -84,3 +87,60 @@ def test_the_champion_alias_works_in_predict(registry, tmp_path, capsys):
     expected = softmax(model.predict_on_batch(image))[0]
     assert row["class_name"] == str(expected.argmax())
     np.testing.assert_allclose(row["probabilities"], expected, atol=1e-5)
+
+
+def test_a_version_trained_to_the_same_bytes_takes_the_figure_of_the_run_it_names(
+    registry, capsys
+):
+    """A retrain that changed nothing keeps the earlier run in the run file, so evaluate
+    logs there: the new version's run is tagged with that run, whose figure counts."""
+    client, _ = registry
+    source = client.get_model_version(NAME, "1").source
+    experiment = mlflow.get_experiment_by_name("t").experiment_id
+    evaluated = client.get_model_version(NAME, "2").run_id  # its run: accuracy .95
+    with mlflow.start_run(experiment_id=experiment) as retrained:
+        mlflow.set_tag(SAME_MODEL_TAG, evaluated)
+    with mlflow.start_run(experiment_id=experiment) as twice:  # a chain of two retrains
+        mlflow.set_tag(SAME_MODEL_TAG, retrained.info.run_id)
+    client.create_model_version(NAME, source=source, run_id=retrained.info.run_id)
+    client.create_model_version(NAME, source=source, run_id=twice.info.run_id)
+
+    assert promote(client, NAME, "5", "champion", "test/accuracy", force=False) == "5"
+    out = capsys.readouterr().out
+    assert f"{NAME} version 5: test/accuracy 0.9500" in out
+    assert f"from run {evaluated}" in out
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "5"
+    # Version 4 names the same model: not worse, so it may take the alias.
+    assert promote(client, NAME, "4", "champion", "test/accuracy", force=False) == "4"
+
+
+def test_a_loop_of_same_model_tags_is_no_figure(registry):
+    client, _ = registry
+    source = client.get_model_version(NAME, "1").source
+    experiment = mlflow.get_experiment_by_name("t").experiment_id
+    with mlflow.start_run(experiment_id=experiment) as run:
+        pass
+    client.set_tag(run.info.run_id, SAME_MODEL_TAG, run.info.run_id)
+    client.create_model_version(NAME, source=source, run_id=run.info.run_id)
+    with pytest.raises(PipelineError, match="version 4 has no test/accuracy"):
+        promote(client, NAME, "4", "champion", "test/accuracy", force=False)
+
+
+@pytest.mark.slow
+def test_registering_on_unchanged_params_then_promoting_works(committed, store_template):
+    """The first-hour path: train, then `dvc exp run -S tracking.register_model=...` on the
+    same params retrains the same bytes (the run file keeps the earlier run), and version 1
+    is promoted with the earlier run's test accuracy."""
+    enable_tracking(committed, store_template)
+    committed.run("dvc", "repro")
+    first = read_run_file(committed.root / "models" / "mlflow_run.json")
+    committed.run("dvc", "exp", "run", "-S", "tracking.register_model=digits-cnn")
+    assert read_run_file(committed.root / "models" / "mlflow_run.json") == first
+    registered = store_client(committed).get_model_version("digits-cnn", "1")
+    assert registered.run_id != first
+    (run,) = [run for run in runs_of(committed) if run.info.run_id == registered.run_id]
+    assert "test/accuracy" not in run.data.metrics and run.data.tags[SAME_MODEL_TAG] == first
+
+    promoted = committed.run("python", "-m", "digits.promote")
+    assert "promoted: models:/digits-cnn@champion -> version 1" in promoted.stdout
+    assert f"from run {first}" in promoted.stdout

@@ -181,3 +181,53 @@ def test_a_hung_exp_show_is_killed_asked_again_then_named(tmp_path, monkeypatch)
     with pytest.raises(PipelineError, match=r"`dvc exp show --json` did not finish within 1 s"):
         experiments.show(tmp_path, attempts=2, timeout=1.0)
     assert calls.read_text().count("call") == 2
+
+
+def test_the_baseline_is_ranked_and_no_experiment_below_it_is_recommended():
+    baseline = experiment("main", fc_size=128, **{"train.val_accuracy": 0.7456})
+    worse = [
+        experiment("a", fc_size=8, **{"train.val_accuracy": 0.7330, "eval.accuracy": 0.7}),
+        experiment("b", fc_size=16, **{"train.val_accuracy": 0.7001, "eval.accuracy": 0.7}),
+    ]
+    ranked = best.rank(worse, "train.val_accuracy")
+    winner, verdict = best.recommend(ranked, baseline, "train.val_accuracy")
+    assert winner is None
+    assert verdict == (
+        "no experiment beats the baseline main (train.val_accuracy 0.7456): "
+        "keep the commit's model"
+    )
+    rows = [
+        line.split() for line in best.table(ranked, "train.val_accuracy", baseline).splitlines()
+    ]
+    assert [row[:3] for row in rows[1:]] == [
+        ["base", "main", "128"],
+        ["1", "a", "8"],
+        ["2", "b", "16"],
+    ]
+    assert rows[1][3] == "0.7456"
+
+    better = experiment("c", fc_size=32, **{"train.val_accuracy": 0.75})
+    ranked = best.rank([*worse, better], "train.val_accuracy")
+    winner, verdict = best.recommend(ranked, baseline, "train.val_accuracy")
+    assert winner is better and verdict.startswith(
+        "best: c, better than the baseline main (0.7456)"
+    )
+    rows = [
+        line.split() for line in best.table(ranked, "train.val_accuracy", baseline).splitlines()
+    ]
+    assert [row[1] for row in rows[1:]] == ["c", "main", "a", "b"]
+    # A tie does not beat it; a loss is better lower.
+    tie = experiment("t", **{"train.val_accuracy": 0.7456})
+    assert best.recommend([tie], baseline, "train.val_accuracy")[0] is None
+    lossy = experiment("main", **{"train.val_loss": 0.5})
+    assert best.recommend([experiment("l", **{"train.val_loss": 0.4})], lossy, "train.val_loss")[0]
+
+
+def test_a_baseline_without_the_metric_says_its_results_are_not_committed():
+    baseline = experiment("main")
+    ranked = best.rank([experiment("a", **{"train.val_accuracy": 0.7})], "train.val_accuracy")
+    winner, verdict = best.recommend(ranked, baseline, "train.val_accuracy")
+    assert winner.name == "a"
+    assert "The baseline main has no train.val_accuracy" in verdict and "git commit" in verdict
+    rows = best.table(ranked, "train.val_accuracy", baseline).splitlines()
+    assert rows[-1].split()[:2] == ["base", "main"]  # no figure: listed last

@@ -134,3 +134,42 @@ def test_make_serve_without_model_serves_the_workspace_run(tmp_path, monkeypatch
     command, _ = exec_of_serving_main(words[3:], monkeypatch)
     assert option(command, "--model-uri") == "models:/m-0123"
     assert option(command, "--port") == "5002"
+
+
+def serving_recipe() -> str:
+    """The request line of the documented serving recipe (docs: the first hour)."""
+    page = (REPO_ROOT / "docs" / "_incoming" / "first-hour.md").read_text()
+    (line,) = [line for line in page.splitlines() if "/invocations" in line]
+    return line.removeprefix("$ ")
+
+
+def test_a_request_file_in_the_repository_root_is_ignored():
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", "-q", "request.json"], cwd=REPO_ROOT
+    )
+    assert ignored.returncode == 0, "request.json in the repository root is not ignored"
+
+
+@pytest.mark.slow
+def test_the_documented_request_leaves_no_file_and_gets_predictions(logged_model, tmp_path):
+    model, uri = logged_model
+    workspace = tmp_path / "workspace"
+    (workspace / "data" / "processed").mkdir(parents=True)
+    images = tiny_split(3, seed=5).x
+    np.savez(workspace / "data" / "processed" / "test.npz", x=images)
+    with model_server(uri, tmp_path / "server.log") as base:
+        command = serving_recipe().replace("http://127.0.0.1:5002", base)
+        assert base in command
+        env = {
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        }
+        result = subprocess.run(
+            ["bash", "-c", command], cwd=workspace, env=env, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    predictions = json.loads(result.stdout)["predictions"]
+    np.testing.assert_allclose(predictions, model.predict_on_batch(images[:2]), atol=1e-5)
+    left = sorted(path.relative_to(workspace).as_posix() for path in workspace.rglob("*"))
+    assert left == ["data", "data/processed", "data/processed/test.npz"]
