@@ -9,7 +9,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export TORCH TORCH_INDEX TORCH_FIND_LINKS
 
 .PHONY: lock install install-test install-team install-search stack stack-servers stack-down repro report check-pipeline test test-extended
-.PHONY: lint format browser ui clean-venv serve promote check-metrics best search
+.PHONY: lint format browser ui clean-venv serve promote check-metrics best search docs
 
 # Installs come from uv.lock, one lock for Linux (x86_64, aarch64), macOS arm64 and Windows,
 # with uv, itself installed at a pinned version into build/uv by any Python 3 (README,
@@ -35,7 +35,8 @@ $(VENV)/.installed: uv.lock pyproject.toml | $(UV)
 # The tests include the team stack's (tests/test_team.py), so they install its extra too.
 $(VENV)/.installed-test: uv.lock pyproject.toml | $(UV)
 	$(SYNC) --extra test --extra team
-	touch $@ $(VENV)/.installed $(VENV)/.installed-team $(VENV)/.installed-search
+	touch $@ $(VENV)/.installed $(VENV)/.installed-team $(VENV)/.installed-search \
+		$(VENV)/.installed-docs
 
 $(VENV)/.installed-team: uv.lock pyproject.toml | $(UV)
 	$(SYNC) --extra team
@@ -165,6 +166,15 @@ test: install-test lint browser stack-servers plots-page
 # The two-machine team-stack tests and the multi-process search tests (about 30 min here).
 test-extended: install-test browser stack-servers
 	$(BIN)/python -m pytest -m extended $(PYTEST_ARGS)
+
+# The documentation site from docs/ (mkdocs.yml) into build/site; --strict: a broken link, a
+# missing anchor or a page left out of the navigation is an error.
+$(VENV)/.installed-docs: uv.lock pyproject.toml | $(UV)
+	$(SYNC) --extra docs
+	touch $@ $(VENV)/.installed
+
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
 format: install-test
 	$(BIN)/ruff format .
