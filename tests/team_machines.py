@@ -122,14 +122,14 @@ def s3(stack):
 def machine_env(base: dict[str, str], stack) -> dict[str, str]:
     """A machine's shell after `source .stack/env`: the tracking server and its login."""
     env = {**base, **stack["env"]}
-    # DVC takes its remote from .dvc/config.local, as the README says, not from AWS_*.
+    # DVC takes its remote from .dvc/config.local, as docs/team.md says, not from AWS_*.
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
         env.pop(name)
     return env
 
 
 def add_team_remote(machine: ProjectCopy, stack) -> None:
-    """What the README tells a team member to run once in a new clone."""
+    """What docs/team.md tells a team member to run once in a new clone."""
     env = stack["env"]
     machine.run("dvc", "remote", "add", "--local", "--default", "team", "s3://dvc/store")
     for option, setting in (
