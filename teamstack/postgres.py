@@ -140,7 +140,7 @@ def _create_databases(state: dict) -> bool:
 
     uri = postgres_uri(state, "postgres")
     with psycopg.connect(uri, autocommit=True) as connection, connection.cursor() as cursor:
-        # optuna: the shared study of `make search` (README, "Search"), via SEARCH_STORAGE.
+        # optuna: the shared study of `make search` (docs/experiments.md), via SEARCH_STORAGE.
         for database in ("mlflow", "mlflow_auth", "optuna"):
             cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
             if cursor.fetchone() is None:
