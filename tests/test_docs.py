@@ -6,11 +6,13 @@ navigation fails (the second test shows that each of them does).
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -111,3 +113,37 @@ def test_no_page_speaks_of_how_the_project_was_built():
         if HISTORY.search(page.read_text())
     }
     assert found == {}
+
+
+# A measured figure in a docstring or comment goes stale; it belongs on docs/performance.md.
+FIGURE = re.compile(
+    r"\d[\d,.]*\s?images/s|\b\d+(\.\d+)?x\b|\d[\d.]*\s?ms\b|\d[\d.]*\s?GFLOP/s|"
+    r"\d+(\.\d+)?% (faster|slower)",
+    re.IGNORECASE,
+)
+CODE_FOLDERS = ("digits", "search", "review", "benchmarks", "stages", "teamstack")
+
+
+def docstrings_and_comments(source: str) -> list[tuple[int, str]]:
+    """(line number, line) of every comment and triple-quoted string in ``source``."""
+    found = []
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        text = token.string
+        is_docstring = token.type == tokenize.STRING and text.lstrip("rbuRBU")[:3] in {
+            '"""',
+            "'''",
+        }
+        if token.type == tokenize.COMMENT or is_docstring:
+            found += [(token.start[0] + i, line) for i, line in enumerate(text.splitlines())]
+    return found
+
+
+def test_docstrings_and_comments_carry_no_measured_figures():
+    figures = [
+        f"{path}:{number}: {line.strip()}"
+        for folder in CODE_FOLDERS
+        for path in sorted((REPO_ROOT / folder).rglob("*.py"))
+        for number, line in docstrings_and_comments(path.read_text())
+        if FIGURE.search(line)
+    ]
+    assert figures == []
