@@ -10,11 +10,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export TORCH TORCH_INDEX TORCH_FIND_LINKS
 
 .PHONY: lock install install-test install-team install-search stack stack-servers stack-down repro report check-pipeline test test-extended
-.PHONY: lint format browser ui clean-venv serve promote check-metrics best search exps quick
+.PHONY: lint format browser ui clean-venv serve promote check-metrics best search exps quick docs
 
 # Installs come from uv.lock, one lock for Linux (x86_64, aarch64), macOS arm64 and Windows,
-# with uv, itself installed at a pinned version into build/uv by any Python 3 (README,
-# "Installing"). uv finds a Python the project supports (3.11-3.13) or fetches one.
+# with uv, itself installed at a pinned version into build/uv by any Python 3
+# (docs/installing.md). uv finds a Python the project supports (3.11-3.13) or fetches one.
 UV_VERSION := 0.13.8
 UV := build/uv/bin/uv
 # TensorFlow on x86_64 Linux and Windows: the CPU wheel, or GPU=1 for NVIDIA's CUDA build
@@ -41,7 +41,8 @@ $(VENV)/.installed: uv.lock pyproject.toml digits/venv_hook.py | $(UV)
 $(VENV)/.installed-test: uv.lock pyproject.toml digits/venv_hook.py | $(UV)
 	$(SYNC) --extra test --extra team
 	$(HOOK)
-	touch $@ $(VENV)/.installed $(VENV)/.installed-team $(VENV)/.installed-search
+	touch $@ $(VENV)/.installed $(VENV)/.installed-team $(VENV)/.installed-search \
+		$(VENV)/.installed-docs
 
 $(VENV)/.installed-team: uv.lock pyproject.toml digits/venv_hook.py | $(UV)
 	$(SYNC) --extra team
@@ -98,7 +99,7 @@ plots-page: install
 	fi
 	@if [ -f $(PLOTS_PAGE) ]; then $(BIN)/dvc config --local plots.html_template ../$(PLOTS_PAGE); fi
 
-# Pull-request review: report.md + report/*.png comparing the workspace with BASE (README).
+# Pull-request review: report.md + report/*.png comparing the workspace with BASE (docs/team.md).
 BASE ?= main
 # The metric gate: the largest fall of test accuracy (eval.accuracy) a pull request may cause.
 ALLOWED_DROP ?= 0.005
@@ -110,13 +111,13 @@ report: install
 check-pipeline: install
 	$(BIN)/python -m review.status
 
-# Rank the experiments of the current commit on a validation metric (README, "Sweeps");
+# Rank the experiments of the current commit on a validation metric (docs/experiments.md);
 # APPLY=1 applies the winner with `dvc exp apply`.
 METRIC ?= train.val_accuracy
 best: install
 	$(BIN)/python -m search.best --metric "$(METRIC)" $(if $(APPLY),--apply)
 
-# Optuna search, each trial a queued DVC experiment (README, "Search"). SEARCH_STORAGE: a shared
+# Optuna search, each trial a queued DVC experiment (docs/experiments.md). SEARCH_STORAGE: a shared
 # study (PostgreSQL); default optuna.db in the workspace.
 TRIALS ?= 20
 JOBS ?= 1
@@ -127,7 +128,7 @@ lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The MLflow UI on the store the stages write (README, "Tracking"), reachable from this machine
+# The MLflow UI on the store the stages write (docs/tracking.md), reachable from this machine
 # only. No background job runners (they serve GenAI features) and one worker: light on a laptop.
 UI_PORT ?= 5000
 ui: install
@@ -135,18 +136,18 @@ ui: install
 		--workers 1 --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db"
 
 # The logged model over HTTP with `mlflow models serve`, this environment, 127.0.0.1 only
-# (README, "Using the model"). MODEL: an MLflow model URI; default: the last run's model.
+# (docs/using-the-model.md). MODEL: an MLflow model URI; default: the last run's model.
 MODEL ?=
 PORT ?= 5002
 serve: install
 	$(BIN)/python -m digits.serving --port $(PORT) $(if $(MODEL),--model "$(MODEL)")
 
-# Fails when test accuracy fell by more than ALLOWED_DROP against BASE (README).
+# Fails when test accuracy fell by more than ALLOWED_DROP against BASE (docs/using-the-model.md).
 check-metrics: install
 	$(BIN)/python -m review.gate --base "$(BASE)" --allowed-drop "$(ALLOWED_DROP)"
 
 # Point an alias (default champion) at a registered version unless it is worse on the test
-# metric (README, "Using the model"). NAME default: tracking.register_model; VERSION: latest.
+# metric (docs/using-the-model.md). NAME default: tracking.register_model; VERSION: latest.
 ALIAS ?= champion
 PROMOTE_ARGS = $(if $(NAME),--name "$(NAME)") $(if $(VERSION),--version "$(VERSION)") \
 	$(if $(FORCE),--force)
@@ -172,7 +173,7 @@ stack-servers:
 			--no-install-recommends postgresql >/dev/null) || echo "postgresql install failed"; \
 	else echo "PostgreSQL is not installed and we are not root: install it (Debian: apt-get install postgresql)"; fi
 
-# A local team stack in $(STACK_DIR) on 127.0.0.1 (README, "Working as a team"): SeaweedFS S3,
+# A local team stack in $(STACK_DIR) on 127.0.0.1 (docs/team.md): SeaweedFS S3,
 # PostgreSQL and an MLflow server with login. Writes $(STACK_DIR)/env and the DVC remote.
 STACK_DIR ?= .stack
 stack: install-team stack-servers
@@ -191,6 +192,16 @@ test: install-test lint browser stack-servers plots-page
 # The two-machine team-stack tests and the multi-process search tests (about 30 min here).
 test-extended: install-test browser stack-servers
 	$(BIN)/python -m pytest -m extended $(PYTEST_ARGS)
+
+# The documentation site from docs/ (mkdocs.yml) into build/site; --strict: a broken link, a
+# missing anchor or a page left out of the navigation is an error.
+$(VENV)/.installed-docs: uv.lock pyproject.toml digits/venv_hook.py | $(UV)
+	$(SYNC) --extra docs
+	$(HOOK)
+	touch $@ $(VENV)/.installed
+
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
 format: install-test
 	$(BIN)/ruff format .

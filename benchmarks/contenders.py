@@ -61,7 +61,7 @@ def gradients_only_trainer(params: TrainParams, train_split: Split) -> Runner:
     The same model, loss, batches and compiled loop as ``training.make_chunk_runner``, but the
     gradients are only summed into the loop's result (which keeps them from being pruned);
     no weight changes. Steps run one after another, as they must when each step's forward
-    pass needs the weights the previous one updated: left to overlap, this loop ran 10-13%
+    pass needs the weights the previous one updated: left to overlap, this loop would run
     faster than any real training step could.
     """
     training.seed_everything(params.seed)

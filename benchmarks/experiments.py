@@ -18,7 +18,7 @@ from pathlib import Path
 from benchmarks.harness import run_timed, stage_command, timed
 from digits.params import read_yaml
 
-# The README's time-to-accuracy recipe (Performance), as `dvc exp run -S` values.
+# The time-to-accuracy recipe of docs/performance.md, as `dvc exp run -S` values.
 FAST_RECIPE = {
     "train.precision": "bfloat16",
     "train.batch_size": 128,

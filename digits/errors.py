@@ -200,7 +200,7 @@ def exit_stage(code: int) -> NoReturn:
     """End the stage process with ``code`` without the interpreter's own shutdown.
 
     Once a TensorFlow stage has printed its last line, Python's shutdown (clearing every
-    module, then TensorFlow's C++ destructors) took another 1.2-1.6 s here, with no Python
+    module, then TensorFlow's C++ destructors) takes seconds more, with no Python
     frame running; every `dvc repro` and `dvc exp run` waited for it. By then the outputs are
     in place and the MLflow run is ended. What a normal exit does that matters still happens:
     threads that are not daemons are waited for, ``atexit`` handlers run (the stderr filter

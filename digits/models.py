@@ -3,9 +3,8 @@
 ``cnn`` is the classic TensorFlow tutorial network: conv -> 2x2 max-pool -> ReLU, twice, then
 a fully connected ReLU layer and 10 logits (softmax lives in the loss). Weights start
 truncated-normal (stddev 0.05), biases at 0.05, as in the tutorial. (ReLU before pooling gives
-the same outputs, since ReLU is monotonic; with the bias fused into the convolution it trained
-1.04-1.08x as fast but inferred at 0.95x in the last two benches, and it would change each
-layer's output that visualize draws, so the tutorial's order stays; README, Performance.)
+the same outputs, since ReLU is monotonic, but it would change each layer's output that
+visualize draws, so the tutorial's order stays; its speed: docs/performance.md.)
 
 ``precision: bfloat16`` computes every layer but the logits in bfloat16 (Keras'
 ``mixed_bfloat16`` policy: weights stay float32); the logits, and so the loss, stay float32.
@@ -37,8 +36,8 @@ class Conv2D(keras.layers.Conv2D):
     Keras adds the bias reshaped to (1, 1, 1, filters), a plain broadcast addition, which
     TensorFlow's graph optimizer does not take for a bias: the convolution and the addition
     ran as two kernels. With ``bias_add`` it fuses them into one oneDNN convolution, as it
-    does in the TF1 tutorial's graph. Measured side by side on the default model: inference
-    1.07x, a training step 1.03x (README, Performance). Saved models name it
+    does in the TF1 tutorial's graph, which makes inference and training faster
+    (docs/performance.md). Saved models name it
     ``digits>Conv2D``; importing this module registers it for loading.
     """
 
@@ -195,7 +194,7 @@ def predict_logits(model: keras.Model, images: np.ndarray, batch_size: int) -> n
 
     One compiled call per slice of ``images``: unlike ``model.predict``, no input pipeline
     copies the whole array first (on the 55,000 training images that copy raised the train
-    stage's peak memory by about 400 MiB), and each batch costs less.
+    stage's peak memory), and each batch costs less.
     """
     batches = [
         model.predict_on_batch(images[start : start + batch_size])

@@ -90,9 +90,9 @@ def file_md5(path: str | os.PathLike[str]) -> str:
 def pinned_requirements() -> list[str]:
     """``dist==version`` of the installed Keras and TensorFlow, which a logged model needs.
 
-    Given to MLflow so that it does not infer them, which reloads the model in a subprocess
-    (measured: 20 s for a model that logs in 1 s with pinned requirements). Looked up by
-    distribution name: mapping modules to distributions scans every installed package (2 s).
+    Given to MLflow so that it does not infer them, which reloads the model in a subprocess,
+    many times longer than logging it. Looked up by distribution name: mapping modules to
+    distributions scans every installed package.
     """
     pins = []
     for candidates in MODEL_DISTRIBUTIONS:

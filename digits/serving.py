@@ -1,8 +1,8 @@
 """The logged MLflow model: a pyfunc around one compiled inference function.
 
 ``mlflow models serve`` calls the pyfunc's ``predict`` once per request. With MLflow's Keras
-flavour that is ``keras.Model.predict``, which builds a ``tf.data`` pipeline on every call:
-measured here 39 ms for one image, where the compiled forward pass takes under 1 ms. This
+flavour that is ``keras.Model.predict``, which builds a ``tf.data`` pipeline on every call,
+many times the cost of the compiled forward pass for one image (docs/performance.md). This
 model traces the forward pass once when it is loaded (``tf.function`` with a fixed input
 signature) and runs only that per request. The ``.keras`` file travels inside the logged model
 as its artifact ``keras_model``.

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from digits.mlflow_store import STORE_ARTIFACTS, Store, StoreError, database_path
 
-# MLflow's defaults (120 s per request, 7 retries) kept a stage waiting 253 s on a closed port
+# MLflow's defaults (120 s per request, 7 retries) kept a stage waiting minutes on a closed port
 # and for ever on a server that never answers; these bound one call to about a minute.
 REQUEST_DEFAULTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "20", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"}
 PROBE_SECONDS = 5.0  # how long the server may take to answer the check before a stage starts
@@ -233,7 +233,7 @@ def store_errors(store: Store, outcome: str = "its run is left RUNNING") -> Iter
             ) from None
         raise StoreError(
             f"MLflow tracking at {store.tracking_uri} failed: {reason}; start or repair the "
-            "store (README, 'When things go wrong'), or unset MLFLOW_TRACKING_URI to use this "
+            "store (docs/troubleshooting.md), or unset MLFLOW_TRACKING_URI to use this "
             f"workspace's own store; {outcome}"
         ) from None
 

@@ -126,7 +126,7 @@ def shift_images(images: tf.Tensor, max_shift: int, seed: tf.Tensor) -> tf.Tenso
     Keras' ``RandomTranslation`` would be a layer of the model: saved and served with every
     model, with its random state among the model's variables, and it moves by fractions of
     the image with interpolation. This lives in the training loop only and crops the padded
-    batch by whole pixels, as cheap as two gathers (training ran at the same images/s).
+    batch by whole pixels, as cheap as two gathers.
 
     Args:
         images: (batch, height, width, channels).

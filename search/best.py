@@ -172,7 +172,9 @@ def main(argv: list[str] | None = None) -> None:
     baseline, experiments = show(args.repo)
     if not experiments:
         commit = f"commit {baseline.rev[:7]}" if baseline else "the workspace (no commit yet)"
-        print(f"no experiments of {commit} to rank: run some with `dvc exp run` (README, Sweeps)")
+        print(
+            f"no experiments of {commit} to rank: run some with `dvc exp run` (docs: Experiments)"
+        )
         return
     ranked = rank(experiments, args.metric)
     print(table(ranked, args.metric, baseline))

@@ -130,8 +130,9 @@ def machine_env(base: dict[str, str], stack) -> dict[str, str]:
 
 
 def add_team_remote(machine: ProjectCopy, stack) -> None:
-    """What a team member runs once in a new clone, after `source .stack/env`: the keys go
-    from the environment to .dvc/config.local, never on a command line."""
+    """What docs/team.md tells a team member to run once in a new clone, after
+    `source .stack/env`: the keys go from the environment to .dvc/config.local, never on a
+    command line."""
     result = subprocess.run(
         [*STACK, "remote", "--project", str(machine.root)],
         cwd=REPO_ROOT,

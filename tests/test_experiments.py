@@ -1,4 +1,4 @@
-"""The benchmark's user-facing timings: import-time parsing and the recipe the README gives."""
+"""The benchmark's user-facing timings: import-time parsing and the recipe the docs give."""
 
 import re
 from pathlib import Path
@@ -29,8 +29,8 @@ def test_set_flags_are_dvc_exp_run_options():
     assert flags == ["-S", "train.steps=10", "-S", "train.precision=bfloat16"]
 
 
-def test_readme_recipe_is_the_one_make_bench_runs_and_a_valid_train_section():
-    section = (REPO_ROOT / "README.md").read_text().split("## Performance", 1)[1]
+def test_docs_recipe_is_the_one_make_bench_runs_and_a_valid_train_section():
+    section = (REPO_ROOT / "docs" / "performance.md").read_text().split("## The fast recipe", 1)[1]
     command = re.search(r"^dvc exp run (-S .*)$", section, re.MULTILINE).group(1)
     values = dict(re.findall(r"-S (\S+)=(\S+)", command))
     yaml = YAML(typ="safe", pure=True)  # as `dvc exp run -S` parses a value

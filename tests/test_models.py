@@ -16,7 +16,8 @@ from digits.params import replace as params_replace
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# The README's table of classic models: `-S` overrides and the parameter count it reports.
+# The table of classic models in docs/pipeline.md: `-S` overrides and the parameter count it
+# reports.
 PRESETS = {
     "": 242_062,
     "train.conv1_filters=32 train.conv2_filters=64 train.fc_size=1024 train.dropout=0.5": (
@@ -52,9 +53,9 @@ def test_parameter_count_of_each_classic_model(overrides, count):
     assert build_model(with_overrides(overrides)).count_params() == count
 
 
-def test_readme_table_matches_the_pinned_presets():
-    readme = (REPO_ROOT / "README.md").read_text()
-    rows = re.findall(r"^\|[^|]+\| `dvc exp run([^`]*)` \| ([\d,]+) \|", readme, re.MULTILINE)
+def test_docs_table_matches_the_pinned_presets():
+    page = (REPO_ROOT / "docs" / "pipeline.md").read_text()
+    rows = re.findall(r"^\|[^|]+\| `dvc exp run([^`]*)` \| ([\d,]+) \|", page, re.MULTILINE)
     found = {" ".join(re.findall(r"-S (\S+)", command)): int(count.replace(",", ""))
              for command, count in rows}  # fmt: skip
     assert found == PRESETS

@@ -164,7 +164,7 @@ def test_workflow_is_valid_yaml_and_runs_the_documented_make_report():
         'make report BASE="$TARGET"'
     ]
     assert runs.index('make report BASE="$TARGET"') < runs.index("make check-pipeline")
-    assert report_commands((REPO_ROOT / "README.md").read_text())
+    assert report_commands((REPO_ROOT / "docs" / "team.md").read_text())
     # The Makefile turns BASE into the module's --base.
     dry_run = subprocess.run(["make", "-n", "report", "BASE=feature"], cwd=REPO_ROOT,
                              capture_output=True, text=True, check=True)  # fmt: skip

@@ -1,5 +1,5 @@
 """Same inputs, same bytes (issue 19, item 10): two runs from scratch give identical files for
-every output but the timing fields the README names, and a retrain that changes nothing
+every output but the timing fields docs/pipeline.md names, and a retrain that changes nothing
 reruns no later stage, with tracking off and on."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def lock_outputs(root: Path) -> list[str]:
 
 
 def comparable(name: str, data: bytes) -> object:
-    """An output's bytes, minus the timing fields the README names."""
+    """An output's bytes, minus the timing fields docs/pipeline.md names."""
     if name == "metrics/train_run.json":
         values = json.loads(data)
         return {key: value for key, value in values.items() if key not in TIMING_KEYS}

@@ -177,7 +177,7 @@ def test_dvc_artifacts_get_downloads_the_model_from_the_team_bucket(machines, st
     (md5,) = [out["md5"] for out in lock["stages"]["train"]["outs"]
               if out["path"] == "models/model.keras"]  # fmt: skip
 
-    # Outside any clone: the repository's URL, and the team remote as the README has members
+    # Outside any clone: the repository's URL, and the team remote as docs/team.md has members
     # write it (their .dvc/config.local), since .dvc/config names no remote. DVC clones the
     # repository into a temporary folder with an empty cache: the file can only come from S3.
     target = tmp_path / "model.keras"
