@@ -141,6 +141,11 @@ def main(argv: list[str] | None = None) -> None:
         results["recipes"] = recipes_figures(project, env, bfloat16_usable)
         results["data"] = data
         if args.only == "portability":
+            load_after = os.getloadavg()
+            results["portability_load_average"] = {
+                "before": [round(value, 2) for value in load_before],
+                "after": [round(value, 2) for value in load_after],
+            }
             write_json(args.out, results)
             print("\n".join(portability_lines(results)))
             print(f"-> {args.out}")
