@@ -137,9 +137,10 @@ def test_make_serve_without_model_serves_the_workspace_run(tmp_path, monkeypatch
 
 
 def serving_recipe() -> str:
-    """The request line of the documented serving recipe (docs: the first hour)."""
-    page = (REPO_ROOT / "docs" / "_incoming" / "first-hour.md").read_text()
-    (line,) = [line for line in page.splitlines() if "/invocations" in line]
+    """The request line of the documented serving recipe (docs/using-the-model.md): the one
+    that pipes the request to curl."""
+    page = (REPO_ROOT / "docs" / "using-the-model.md").read_text()
+    (line,) = [line for line in page.splitlines() if "| curl" in line and "/invocations" in line]
     return line.removeprefix("$ ")
 
 
