@@ -1,10 +1,12 @@
-"""The logged pyfunc model, in process and behind a real `mlflow models serve`."""
+"""The logged pyfunc model, in process and behind the real server of `make serve`."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -19,7 +21,9 @@ from idxdata import tiny_split
 from benchmarks.serving import JSON, PARQUET, json_body, parquet_body
 from digits import serving
 from digits.errors import PipelineError
+from digits.pyfunc import MAX_BATCH
 from digits.serving import default_model_uri, model_server
+from digits.serving_app import MAX_BODY_BYTES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,34 +107,95 @@ def option(command: list[str], name: str) -> str:
     return command[command.index(name) + 1]
 
 
-def test_make_serve_passes_model_and_port_to_a_local_server_on_loopback(tmp_path, monkeypatch):
+def test_make_serve_passes_model_and_port_to_a_local_server_on_loopback(
+    logged_model, tmp_path, monkeypatch
+):
+    _, uri = logged_model
+    # The logged model's store is tmp_path/mlflow.db, the workspace's store of tmp_path.
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("DVC_ROOT", raising=False)
     model = str(tmp_path / "my models" / "model dir")
     words = planned_serve(f"MODEL={model}", "PORT=5123")
     assert words[0].endswith("/python") and words[1:3] == ["-m", "digits.serving"], words
+    assert option(words, "--model") == model, "MODEL stays one argument"
 
-    # What make passes is what the module then runs: `mlflow models serve` of this venv.
+    # What make passes is what the module then serves: uvicorn of this venv on loopback.
+    words = planned_serve(f"MODEL={uri}", "PORT=5123")
     command, env = exec_of_serving_main(words[3:], monkeypatch)
-    assert command[0] == str(Path(sys.executable).with_name("mlflow"))
-    assert command[1:3] == ["models", "serve"]
-    assert option(command, "--model-uri") == model, "MODEL stays one argument"
+    assert command[0] == str(Path(sys.executable).with_name("uvicorn"))
+    assert option(command, "--factory") == serving.APP_FACTORY
+    assert env[serving.MODEL_VARIABLE] == uri
     assert option(command, "--port") == "5123"
     assert option(command, "--host") == "127.0.0.1"
-    # MLflow's default env manager builds a virtualenv, which needs the internet.
-    assert option(command, "--env-manager") == "local"
+    assert option(command, "--workers") == "1"
+    # No environment is built for the model (that would need the internet).
     assert not [word for word in command if "virtualenv" in word or "conda" in word]
     # models:/ URIs resolve in the store the stages write, at the workspace root.
     assert env["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
     assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
 
 
-def test_make_serve_without_model_serves_the_workspace_run(tmp_path, monkeypatch):
+def test_make_serve_without_model_serves_the_workspace_run(logged_model, tmp_path, monkeypatch):
+    _, uri = logged_model
+    run_id = mlflow.MlflowClient().get_logged_model(uri.removeprefix("models:/")).source_run_id
     run_file = tmp_path / "models" / "mlflow_run.json"
     run_file.parent.mkdir()
-    run_file.write_text(json.dumps({"run_id": "abc", "model_uri": "models:/m-0123"}))
+    run_file.write_text(json.dumps({"run_id": run_id, "model_uri": uri}))
     words = planned_serve()
     assert "--model" not in words
-    command, _ = exec_of_serving_main(words[3:], monkeypatch)
-    assert option(command, "--model-uri") == "models:/m-0123"
+    command, env = exec_of_serving_main(words[3:], monkeypatch)
+    assert env[serving.MODEL_VARIABLE] == uri
+    assert env[serving.RUN_VARIABLE] == run_id, "the server checks the model is that run's"
     assert option(command, "--port") == "5002"
+
+
+def sent_raw(base: str, headers: str, body_parts: list[bytes]) -> tuple[int, dict]:
+    """POST ``headers`` and ``body_parts`` over a plain socket, then read the answer.
+
+    The parts sent are all the server needs to decide: a server that answers before reading
+    what it was sent resets the connection, and the answer could be lost with it.
+    """
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as connection:
+        request = f"POST /invocations HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n"
+        connection.sendall(request.encode())
+        for part in body_parts:
+            connection.sendall(part)
+        response = http.client.HTTPResponse(connection)
+        response.begin()
+        return response.status, json.loads(response.read())
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked HTTP body."""
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+@pytest.mark.slow
+def test_the_server_caps_the_request_body_and_the_batch(logged_model, tmp_path):
+    model, uri = logged_model
+    images = tiny_split(2, seed=4).x
+    with model_server(uri, tmp_path / "server.log") as base:
+        # A body over the cap is refused from its Content-Length, before any of it is sent.
+        headers = f"Content-Type: {JSON}\r\nContent-Length: {MAX_BODY_BYTES + 1}\r\n"
+        status, answer = sent_raw(base, headers, [])
+        assert status == 413 and f"over {MAX_BODY_BYTES} bytes" in answer["message"]
+        # Sent in chunks without a length, it is refused once it passes the cap.
+        headers = f"Content-Type: {JSON}\r\nTransfer-Encoding: chunked\r\n"
+        megabyte = chunk(b" " * (1 << 20))
+        parts = [megabyte] * (MAX_BODY_BYTES >> 20) + [chunk(b" ")]  # the cap, and a byte
+        status, answer = sent_raw(base, headers, parts)
+        assert status == 413 and f"over {MAX_BODY_BYTES} bytes" in answer["message"]
+        # One image over the batch cap (Parquet: well under the body cap).
+        batch = np.repeat(images[:1], MAX_BATCH + 1, axis=0)
+        status, answer = post(base, parquet_body(batch), PARQUET)
+        assert status == 400, answer
+        assert f"{MAX_BATCH + 1} images in one request; at most {MAX_BATCH}" in answer["message"]
+        # At the caps, and after the refusals, the server answers.
+        status, answer = post(base, parquet_body(batch[:MAX_BATCH]), PARQUET)
+        assert status == 200 and len(answer["predictions"]) == MAX_BATCH
+        status, answer = post(base, json_body(images), JSON)
+        assert status == 200, answer
+        np.testing.assert_allclose(
+            answer["predictions"], model.predict_on_batch(images), atol=1e-5
+        )
