@@ -120,12 +120,12 @@ def predict_files(
     style: str,
 ) -> tuple[list[Prediction], list[tuple[Path, str]]]:
     """Predictions for the files that could be read, and (file, reason) for the others."""
-    from digits.images import ImageError, read_image, to_training_format
+    from digits.images import ImageError, prepare_image
 
     inputs, readable, failed = [], [], []
     for path in files:
         try:
-            inputs.append(to_training_format(read_image(path), style))
+            inputs.append(prepare_image(path, style))
             readable.append(path)
         except ImageError as error:
             failed.append((path, str(error)))
@@ -188,6 +188,9 @@ def run(argv: list[str] | None = None) -> int:
 
 def main() -> None:
     """Console entry point ``digits-predict``."""
+    from digits.native_log import quiet_command
+
+    quiet_command()  # before TensorFlow loads: its C++ notices (digits/native_log.py)
     sys.exit(run())
 
 
