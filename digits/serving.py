@@ -137,5 +137,7 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     from digits.errors import run_stage
+    from digits.native_log import quiet_command
 
+    quiet_command()  # the server inherits the filtered stderr across exec
     sys.exit(run_stage(main))

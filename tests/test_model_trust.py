@@ -65,18 +65,26 @@ def digit_png(path: Path) -> Path:
     return path
 
 
-def predict_errors(uri: str, tmp_path: Path, capsys) -> tuple[int, list[str], str]:
+def predict_errors(uri: str, tmp_path: Path) -> tuple[int, list[str], str]:
     """digits-predict on one image with model ``uri``: exit code, stderr lines, stdout."""
-    code = run([str(digit_png(tmp_path / "digit.png")), "--model", uri, "--dataset", "mnist"])
-    captured = capsys.readouterr()
-    return code, captured.err.splitlines(), captured.out
+    result = subprocess.run(
+        [sys.executable, "-m", "digits.predict", str(digit_png(tmp_path / "digit.png")),
+         "--model", uri, "--dataset", "mnist"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=environment(),
+    )  # fmt: skip
+    return result.returncode, result.stderr.splitlines(), result.stdout
+
+
+def environment() -> dict[str, str]:
+    """This process's environment (MLFLOW_TRACKING_URI names the store), this checkout first."""
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 
 
 def serve_errors(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """`python -m digits.serving` (what `make serve` runs); refused models exit at once."""
     return subprocess.run(
         [sys.executable, "-m", "digits.serving", "--port", "1", *argv],
-        cwd=cwd, capture_output=True, text=True, timeout=300, env=dict(os.environ),
+        cwd=cwd, capture_output=True, text=True, timeout=300, env=environment(),
     )  # fmt: skip
 
 
@@ -87,7 +95,7 @@ def assert_refused(code: int, lines: list[str], uri: str, why: str) -> None:
     assert why in lines[0], lines
 
 
-def test_an_untouched_model_predicts_and_its_digest_is_the_runs(logged_model, tmp_path, capsys):
+def test_an_untouched_model_predicts_and_its_digest_is_the_runs(logged_model, tmp_path):
     _, uri = logged_model
     folder = model_folder(uri)
     assert {"MLmodel", "data"} <= {path.name for path in folder.iterdir()}
@@ -95,56 +103,57 @@ def test_an_untouched_model_predicts_and_its_digest_is_the_runs(logged_model, tm
     logged = mlflow.MlflowClient().get_logged_model(uri.removeprefix("models:/"))
     tags = mlflow.MlflowClient().get_run(logged.source_run_id).data.tags
     assert tags[KERAS_SHA256_TAG] == sha256_of(folder / "data" / "model.keras")
-    code, lines, out = predict_errors(uri, tmp_path, capsys)
+    code, lines, out = predict_errors(uri, tmp_path)
     assert code == 0 and not lines, lines
     assert out.startswith(f"{tmp_path / 'digit.png'}: ")
 
 
-def test_a_tampered_bundled_module_is_refused_and_never_imported(logged_model, tmp_path, capsys):
+def test_a_tampered_bundled_module_is_refused_and_never_imported(logged_model, tmp_path):
     _, uri = logged_model
     folder = model_folder(uri)
     marker = tmp_path / "module-ran"
-    (folder / "code" / "digits").mkdir(parents=True)
+    (folder / "code" / "digits").mkdir(parents=True, exist_ok=True)
     (folder / "code" / "digits" / "__init__.py").write_text(writes(marker))
     (folder / "code" / "digits" / "pyfunc.py").write_text(writes(marker))
     edit_mlmodel(folder, code="code")
-    code, lines, _ = predict_errors(uri, tmp_path, capsys)
+    code, lines, _ = predict_errors(uri, tmp_path)
+    assert not marker.exists(), "the bundled module ran"
     assert_refused(code, lines, uri, "code")
-    assert not marker.exists()
 
 
-def test_a_replaced_pickle_is_refused_and_never_unpickled(logged_model, tmp_path, capsys):
+def test_a_replaced_pickle_is_refused_and_never_unpickled(logged_model, tmp_path):
     _, uri = logged_model
     folder = model_folder(uri)
     marker = tmp_path / "pickle-ran"
     (folder / "python_model.pkl").write_bytes(pickle.dumps(Payload(writes(marker))))
     edit_mlmodel(folder, loader_module="mlflow.pyfunc.model", python_model="python_model.pkl")
-    code, lines, _ = predict_errors(uri, tmp_path, capsys)
+    code, lines, _ = predict_errors(uri, tmp_path)
+    assert not marker.exists(), "the pickle ran"
     assert_refused(code, lines, uri, "python_model.pkl")
     # The MLmodel alone pointed at a loader of MLflow's is refused too.
     (folder / "python_model.pkl").unlink()
-    code, lines, _ = predict_errors(uri, tmp_path, capsys)
+    code, lines, _ = predict_errors(uri, tmp_path)
     assert_refused(code, lines, uri, "mlflow.pyfunc.model")
     assert not marker.exists()
 
 
-def test_a_swapped_keras_file_is_refused_by_its_digest(logged_model, tmp_path, capsys):
+def test_a_swapped_keras_file_is_refused_by_its_digest(logged_model, tmp_path):
     _, uri = logged_model
     folder = model_folder(uri)
     params = load_params(REPO_ROOT / "params.yaml", sections=("train",)).train
     other = build_model(params_replace(params, conv1_filters=4, conv2_filters=8, fc_size=16,
                                        seed=params.seed + 1))  # fmt: skip
     other.save(folder / "data" / "model.keras")
-    code, lines, _ = predict_errors(uri, tmp_path, capsys)
+    code, lines, _ = predict_errors(uri, tmp_path)
     assert_refused(code, lines, uri, "SHA-256 differs")
 
 
-def test_a_model_uri_of_another_form_is_refused(logged_model, tmp_path, capsys):
+def test_a_model_uri_of_another_form_is_refused(logged_model, tmp_path):
     _, uri = logged_model
     folder = model_folder(uri)
     # A place rather than a model of a run: nothing to check it against.
     for foreign in (folder.as_uri(), f"models:/{uri.removeprefix('models:/')}/../x"):
-        code, lines, _ = predict_errors(foreign, tmp_path, capsys)
+        code, lines, _ = predict_errors(foreign, tmp_path)
         assert_refused(code, lines, foreign, "not a URI predicting and serving accept")
 
 
@@ -177,6 +186,7 @@ def test_make_serve_refuses_a_tampered_model_before_starting(logged_model, tmp_p
     (folder / "python_model.pkl").write_bytes(pickle.dumps(Payload(writes(marker))))
     edit_mlmodel(folder, loader_module="mlflow.pyfunc.model", python_model="python_model.pkl")
     result = serve_errors(["--model", uri], tmp_path)
+    assert not marker.exists(), "the pickle ran"
     assert result.returncode == 1
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"error: model {uri}: it holds files") and "python_model.pkl" in line

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shlex
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from benchmarks.serving import JSON, PARQUET, json_body, parquet_body
 from digits import serving
 from digits.errors import PipelineError
 from digits.pyfunc import MAX_BATCH
+from digits.servers import free_port, running
 from digits.serving import default_model_uri, model_server
 from digits.serving_app import MAX_BODY_BYTES
 
@@ -199,3 +201,21 @@ def test_the_server_caps_the_request_body_and_the_batch(logged_model, tmp_path):
         np.testing.assert_allclose(
             answer["predictions"], model.predict_on_batch(images), atol=1e-5
         )
+
+
+@pytest.mark.slow
+def test_make_serve_shows_no_tensorflow_notices_or_progress_bars(logged_model, tmp_path):
+    _, uri = logged_model
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    for name in ("TF_CPP_MIN_LOG_LEVEL", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"):
+        env.pop(name, None)  # the defaults a user has
+    command = [sys.executable, "-m", "digits.serving", "--model", uri, "--port", str(port)]
+    with running(command, f"http://127.0.0.1:{port}/ping", log, env, cwd=tmp_path, timeout=240):
+        pass
+    text = log.read_text()
+    assert f"serving {uri} on http://127.0.0.1:{port}" in text
+    assert "absl::InitializeLog" not in text, text
+    assert not re.search(r"^I\d{4} ", text, re.MULTILINE), text
+    assert "Downloading artifacts" not in text, text
