@@ -6,9 +6,7 @@ import http.client
 import json
 import os
 import re
-import shlex
 import socket
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -18,6 +16,7 @@ import mlflow
 import numpy as np
 import pytest
 from idxdata import tiny_split
+from makeruns import make_calls
 
 from benchmarks.serving import JSON, PARQUET, json_body, parquet_body
 from digits import serving
@@ -84,16 +83,12 @@ def test_mlflow_models_serve_answers_with_the_in_process_logits(logged_model, tm
         assert 400 <= status < 500 and answer["message"]
 
 
-def planned_serve(*variables: str) -> list[str]:
-    """The words of the command `make serve` would run (``make -n``), shell-split."""
-    # make takes MODEL and PORT from the environment too (a CI runner may set PORT).
-    env = {name: value for name, value in os.environ.items() if name not in ("MODEL", "PORT")}
-    planned = subprocess.run(
-        ["make", "--dry-run", "--no-print-directory", "-C", str(REPO_ROOT), "serve", *variables],
-        capture_output=True, text=True, check=True, env=env,
-    ).stdout  # fmt: skip
-    (line,) = [line for line in planned.splitlines() if "digits.serving" in line]
-    return shlex.split(line)
+def planned_serve(folder: Path, *variables: str) -> list[str]:
+    """The arguments `make serve` hands the module, as the process receives them."""
+    calls = [call for call in make_calls("serve", list(variables), folder) if "-m" in call]
+    ((program, *words),) = calls
+    assert program.endswith("/python"), program
+    return words
 
 
 def exec_of_serving_main(argv: list[str], monkeypatch) -> tuple[list[str], dict[str, str]]:
@@ -117,13 +112,13 @@ def test_make_serve_passes_model_and_port_to_a_local_server_on_loopback(
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("DVC_ROOT", raising=False)
     model = str(tmp_path / "my models" / "model dir")
-    words = planned_serve(f"MODEL={model}", "PORT=5123")
-    assert words[0].endswith("/python") and words[1:3] == ["-m", "digits.serving"], words
+    words = planned_serve(tmp_path / "spaces", f"MODEL={model}", "PORT=5123")
+    assert words[:2] == ["-m", "digits.serving"], words
     assert option(words, "--model") == model, "MODEL stays one argument"
 
     # What make passes is what the module then serves: uvicorn of this venv on loopback.
-    words = planned_serve(f"MODEL={uri}", "PORT=5123")
-    command, env = exec_of_serving_main(words[3:], monkeypatch)
+    words = planned_serve(tmp_path / "uri", f"MODEL={uri}", "PORT=5123")
+    command, env = exec_of_serving_main(words[2:], monkeypatch)
     assert command[0] == str(Path(sys.executable).with_name("uvicorn"))
     assert option(command, "--factory") == serving.APP_FACTORY
     assert env[serving.MODEL_VARIABLE] == uri
@@ -143,9 +138,9 @@ def test_make_serve_without_model_serves_the_workspace_run(logged_model, tmp_pat
     run_file = tmp_path / "models" / "mlflow_run.json"
     run_file.parent.mkdir()
     run_file.write_text(json.dumps({"run_id": run_id, "model_uri": uri}))
-    words = planned_serve()
+    words = planned_serve(tmp_path / "default")
     assert "--model" not in words
-    command, env = exec_of_serving_main(words[3:], monkeypatch)
+    command, env = exec_of_serving_main(words[2:], monkeypatch)
     assert env[serving.MODEL_VARIABLE] == uri
     assert env[serving.RUN_VARIABLE] == run_id, "the server checks the model is that run's"
     assert option(command, "--port") == "5002"
