@@ -44,6 +44,7 @@ _MODEL_ID = re.compile(r"models:/(m-[0-9a-f]{32})")
 _VERSION = re.compile(rf"models:/({_NAME})/([0-9]{{1,9}})")
 _ALIAS = re.compile(rf"models:/({_NAME})@([A-Za-z0-9_-]{{1,255}})")
 _RUN_MODEL = re.compile(rf"runs:/({_RUN_ID})/({_NAME})")
+_MODEL_FOLDER = re.compile(r"/models/(m-[0-9a-f]{32})/artifacts$")
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ def _fetch(uri: str, folder: str | os.PathLike[str], run_id: str | None) -> Chec
     """``fetch_checked`` without its error messages."""
     import mlflow
 
-    logged = _logged_model(uri)
+    logged, named_run = _logged_model(uri)
     if run_id is not None and logged.source_run_id != run_id:
         raise ModelFileError(f"it was logged by run {logged.source_run_id}, not {run_id}")
     tags = mlflow.MlflowClient().get_run(logged.source_run_id).data.tags
@@ -149,13 +150,18 @@ def _fetch(uri: str, folder: str | os.PathLike[str], run_id: str | None) -> Chec
         artifact_uri=f"{location}/{KERAS_DATA}", dst_path=str(folder)
     )
     check_keras_file(keras_path, sha256)
-    return CheckedModel(
-        uri, logged.source_run_id, Path(keras_path), sha256, tags.get("dataset") or None
-    )
+    # The dataset: a registered version's run says it, else the model's own run.
+    if named_run != logged.source_run_id:
+        dataset = mlflow.MlflowClient().get_run(named_run).data.tags.get("dataset")
+    else:
+        dataset = None
+    dataset = dataset or tags.get("dataset") or None
+    return CheckedModel(uri, logged.source_run_id, Path(keras_path), sha256, dataset)
 
 
 def _logged_model(uri: str):
-    """The ``LoggedModel`` a URI names, looked up in the tracking store (never its files).
+    """The ``LoggedModel`` a URI names, looked up in the tracking store (never its files),
+    and the run the URI names it through (a registered version's run, else the model's).
 
     Raises:
         ModelFileError: Not a URI of an accepted form, or a registered version without a
@@ -165,7 +171,8 @@ def _logged_model(uri: str):
 
     client = mlflow.MlflowClient()
     if match := _MODEL_ID.fullmatch(uri):
-        return client.get_logged_model(match.group(1))
+        logged = client.get_logged_model(match.group(1))
+        return logged, logged.source_run_id
     if match := _RUN_MODEL.fullmatch(uri):
         run_id, name = match.groups()
         experiment = client.get_run(run_id).info.experiment_id
@@ -175,7 +182,7 @@ def _logged_model(uri: str):
         )
         if not found:
             raise ModelFileError(f"run {run_id} logged no model named {name}")
-        return found[0]
+        return found[0], run_id
     if match := _ALIAS.fullmatch(uri):
         version = client.get_model_version_by_alias(*match.groups())
     elif match := _VERSION.fullmatch(uri):
@@ -186,12 +193,20 @@ def _logged_model(uri: str):
             "models:/<name>/<version>, models:/m-<id> or runs:/<run id>/<name> (a .keras "
             "file for digits-predict)"
         )
-    if not version.model_id:
-        raise ModelFileError(
-            f"version {version.version} of {version.name} names no logged model "
-            f"(source {version.source}): register a model logged by the train stage"
-        )
-    return client.get_logged_model(version.model_id)
+    if version.model_id:
+        logged = client.get_logged_model(version.model_id)
+        return logged, version.run_id or logged.source_run_id
+    # A version registered from a location (create_model_version(source=...)): the logged
+    # model whose folder that is (MLflow keeps it at .../models/m-<id>/artifacts).
+    source = (version.source or "").rstrip("/")
+    if match := _MODEL_FOLDER.search(source) or _MODEL_ID.fullmatch(source):
+        logged = client.get_logged_model(match.group(1))
+        if source.startswith("models:/") or logged.artifact_location.rstrip("/") == source:
+            return logged, version.run_id or logged.source_run_id
+    raise ModelFileError(
+        f"version {version.version} of {version.name} names no logged model "
+        f"(source {version.source}): register a model logged by the train stage"
+    )
 
 
 def _check_files(location: str, folder: str | os.PathLike[str]) -> None:
