@@ -99,13 +99,19 @@ plots-page: install
 	fi
 	@if [ -f $(PLOTS_PAGE) ]; then $(BIN)/dvc config --local plots.html_template ../$(PLOTS_PAGE); fi
 
+# Values a user or CI sets (BASE, MODEL, STACK_DIR, ...) reach commands through the
+# environment ("$$BASE"), never pasted into a shell line: a value with a backquote or a quote
+# stays one argument and runs nothing. Each target exports the ones it uses.
+
 # Pull-request review: report.md + report/*.png comparing the workspace with BASE (docs/team.md).
 BASE ?= main
 # The metric gate: the largest fall of test accuracy (eval.accuracy) a pull request may cause.
 ALLOWED_DROP ?= 0.005
+report check-metrics: export BASE := $(BASE)
+report check-metrics: export ALLOWED_DROP := $(ALLOWED_DROP)
 report: install
-	$(BIN)/python -m review.report --base "$(BASE)" --out report.md \
-		--allowed-drop "$(ALLOWED_DROP)"
+	$(BIN)/python -m review.report --base "$$BASE" --out report.md \
+		--allowed-drop "$$ALLOWED_DROP"
 
 # Fails when a stage would rerun (missing data aside): the metrics do not match the code.
 check-pipeline: install
@@ -114,15 +120,18 @@ check-pipeline: install
 # Rank the experiments of the current commit on a validation metric (docs/experiments.md);
 # APPLY=1 applies the winner with `dvc exp apply`.
 METRIC ?= train.val_accuracy
+best: export METRIC := $(METRIC)
 best: install
-	$(BIN)/python -m search.best --metric "$(METRIC)" $(if $(APPLY),--apply)
+	$(BIN)/python -m search.best --metric "$$METRIC" $(if $(APPLY),--apply)
 
 # Optuna search, each trial a queued DVC experiment (docs/experiments.md). SEARCH_STORAGE: a shared
 # study (PostgreSQL); default optuna.db in the workspace.
 TRIALS ?= 20
 JOBS ?= 1
+search: export TRIALS := $(TRIALS)
+search: export JOBS := $(JOBS)
 search: install-search
-	$(BIN)/python -m search.tune --trials $(TRIALS) --jobs $(JOBS)
+	$(BIN)/python -m search.tune --trials "$$TRIALS" --jobs "$$JOBS"
 
 lint: install-test
 	$(BIN)/ruff check .
@@ -131,28 +140,34 @@ lint: install-test
 # The MLflow UI on the store the stages write (docs/tracking.md), reachable from this machine
 # only. No background job runners (they serve GenAI features) and one worker: light on a laptop.
 UI_PORT ?= 5000
+ui: export UI_PORT := $(UI_PORT)
 ui: install
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --host 127.0.0.1 --port $(UI_PORT) \
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --host 127.0.0.1 --port "$$UI_PORT" \
 		--workers 1 --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db"
 
 # The logged model over HTTP with `mlflow models serve`, this environment, 127.0.0.1 only
 # (docs/using-the-model.md). MODEL: an MLflow model URI; default: the last run's model.
 MODEL ?=
 PORT ?= 5002
+serve: export MODEL := $(MODEL)
+serve: export PORT := $(PORT)
 serve: install
-	$(BIN)/python -m digits.serving --port $(PORT) $(if $(MODEL),--model "$(MODEL)")
+	$(BIN)/python -m digits.serving --port "$$PORT" $(if $(MODEL),--model "$$MODEL")
 
 # Fails when test accuracy fell by more than ALLOWED_DROP against BASE (docs/using-the-model.md).
 check-metrics: install
-	$(BIN)/python -m review.gate --base "$(BASE)" --allowed-drop "$(ALLOWED_DROP)"
+	$(BIN)/python -m review.gate --base "$$BASE" --allowed-drop "$$ALLOWED_DROP"
 
 # Point an alias (default champion) at a registered version unless it is worse on the test
 # metric (docs/using-the-model.md). NAME default: tracking.register_model; VERSION: latest.
 ALIAS ?= champion
-PROMOTE_ARGS = $(if $(NAME),--name "$(NAME)") $(if $(VERSION),--version "$(VERSION)") \
+PROMOTE_ARGS = $(if $(NAME),--name "$$NAME") $(if $(VERSION),--version "$$VERSION") \
 	$(if $(FORCE),--force)
+promote: export ALIAS := $(ALIAS)
+promote: export NAME := $(NAME)
+promote: export VERSION := $(VERSION)
 promote: install
-	$(BIN)/python -m digits.promote --alias "$(ALIAS)" $(strip $(PROMOTE_ARGS))
+	$(BIN)/python -m digits.promote --alias "$$ALIAS" $(strip $(PROMOTE_ARGS))
 
 # Browser tests need Debian's headless Chromium; install it when we can (root), else they skip.
 browser:
@@ -176,11 +191,12 @@ stack-servers:
 # A local team stack in $(STACK_DIR) on 127.0.0.1 (docs/team.md): SeaweedFS S3,
 # PostgreSQL and an MLflow server with login. Writes $(STACK_DIR)/env and the DVC remote.
 STACK_DIR ?= .stack
+stack stack-down: export STACK_DIR := $(STACK_DIR)
 stack: install-team stack-servers
-	$(BIN)/python -m teamstack.stack start --dir "$(STACK_DIR)"
+	$(BIN)/python -m teamstack.stack start --dir "$$STACK_DIR"
 
 stack-down:
-	$(BIN)/python -m teamstack.stack stop --dir "$(STACK_DIR)"
+	$(BIN)/python -m teamstack.stack stop --dir "$$STACK_DIR"
 
 # Test files run on TEST_WORKERS processes (pytest-xdist), a file's tests in one process, so
 # that module fixtures (a team stack, a trained project) are built once. Most of a test's

@@ -1,4 +1,4 @@
-"""Benchmark: the model behind ``mlflow models serve``, and where a request's time goes.
+"""Benchmark: the model behind ``make serve``'s server, and where a request's time goes.
 
 Starts the server as ``make serve`` does (local environment, 127.0.0.1), then over one
 kept-alive HTTP connection times one-image requests (JSON, median and p95 latency) and
@@ -103,12 +103,13 @@ def http_figures(base: str, images: np.ndarray, singles: int, batches: int) -> d
 
 def breakdown(model_uri: str, images: np.ndarray, repeats: int) -> dict:
     """Median ms of MLflow's steps of one request, in this process, on the served model."""
-    import mlflow.pyfunc
     from mlflow.pyfunc import scoring_server
 
-    model = mlflow.pyfunc.load_model(model_uri)
+    from digits.serving_app import as_pyfunc, checked_model
+
+    forward = checked_model(model_uri)  # as the server loads it
+    model = as_pyfunc(forward)
     schema = model.metadata.get_input_schema()
-    forward = model.unwrap_python_model()
     figures = {}
     for name, body, content_type, count in (
         ("one_image_json", json_body(images[:1]), JSON, 1),
@@ -121,7 +122,7 @@ def breakdown(model_uri: str, images: np.ndarray, repeats: int) -> dict:
         steps = {
             "parse": parse,
             "schema_and_predict": lambda parsed=parsed: model.predict(parsed),
-            "forward_pass": lambda count=count: forward.predict(None, images[:count]),
+            "forward_pass": lambda count=count: forward.predict(images[:count]),
             "answer_json": lambda logits=logits: scoring_server.predictions_to_json(
                 logits, io.StringIO()
             ),

@@ -159,9 +159,16 @@ def _copy(
 
 
 def download_file(
-    remote: RemoteFile, bases: list[str], destination: Path, settings: FetchSettings
+    remote: RemoteFile,
+    bases: list[str],
+    destination: Path,
+    settings: FetchSettings,
+    data_mirror: str | None = None,
 ) -> str:
     """Make ``destination/remote.name`` a verified copy, fetching it if needed.
+
+    ``data_mirror``: the ``DATA_MIRROR`` in use (its base is among ``bases``), named in the
+    error so that a user who set it checks what it holds rather than setting it again.
 
     Returns:
         Where the file came from (a URL), or ``"already present"``.
@@ -188,11 +195,21 @@ def download_file(
             print(f"  {url}: {error}; trying the next location", file=sys.stderr)
             continue
         return url
+    if data_mirror:
+        advice = (
+            f"\nDATA_MIRROR is set to {data_mirror!r}: check that it holds "
+            f"<dataset>/{remote.name}, a copy that passes the checks above (see README, "
+            "'Offline use'), or check the network."
+        )
+    else:
+        advice = (
+            "\nSet DATA_MIRROR to a folder or URL holding <dataset>/<file>.gz "
+            "(see README, 'Offline use'), or check the network."
+        )
     raise DownloadError(
         f"could not get a verified {remote.name} from any location:\n"
         + "\n".join(failures)
-        + "\nSet DATA_MIRROR to a folder or URL holding <dataset>/<file>.gz "
-        "(see README, 'Offline use'), or check the network."
+        + advice
     )
 
 
@@ -204,6 +221,6 @@ def download_dataset(
     bases = source_bases(dataset, data_mirror)
     for remote in dataset.files:
         started = time.perf_counter()
-        origin = download_file(remote, bases, destination, settings)
+        origin = download_file(remote, bases, destination, settings, data_mirror)
         seconds = time.perf_counter() - started
         print(f"{dataset.name}/{remote.name}: {origin} (verified, {seconds:.1f}s)")

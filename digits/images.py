@@ -13,12 +13,24 @@ The steps follow how the datasets were made:
 A 28x28 image is taken to be in the training format already: it is only made grey and, on a
 light background, inverted (so a test image written as PNG predicts exactly as in memory).
 Resampling is Pillow's (Lanczos for shrinking, as an antialiasing filter).
+
+Files come from users, so opening one is bounded: only PNG and JPEG are opened (no other
+Pillow plugin, e.g. EPS, which hands the file to Ghostscript, is tried); an image declaring more
+than ``MAX_PIXELS`` pixels is refused from its header, before any pixel is decoded; a JPEG is
+decoded at the smallest of 1/1, 1/2, 1/4 or 1/8 scale that keeps it at least ``WORK_SIDE``
+pixels a side (``Image.draft``), and any image over ``WORK_SIDE`` pixels a side is box-reduced
+to about that (``Image.reduce``) before it is converted, so a photo from a phone costs little.
+``prepare_image`` is the one function from a file (a path or an open binary file) to the
+network's input.
 """
 
 from __future__ import annotations
 
 import os
+import struct
+import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -30,36 +42,91 @@ DIGIT_BOX = 20  # MNIST: "normalized to fit in a 20x20 pixel box"
 MIN_SIDE = 8  # smaller images hold no recognisable digit or garment
 CONTENT_LEVEL = 0.25  # after stretching: pixels above this fraction of white are content
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+FORMATS = ("PNG", "JPEG")  # the only Pillow plugins a user's file is offered to
+MAX_PIXELS = 50_000_000  # width x height an image may declare: a 48-megapixel photo fits
+WORK_SIDE = 1024  # pixels: larger images are reduced to about this before converting
+# What Pillow raises on a damaged or truncated file, beyond OSError and ValueError.
+_DAMAGED = (OSError, ValueError, SyntaxError, EOFError, struct.error)
 
 
 class ImageError(DataError):
     """A file that cannot be made into a 28x28 input; the message says why."""
 
 
-def read_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Open ``path`` as a grey ``L`` image, transparent pixels on white.
+def prepare_image(source: str | os.PathLike[str] | BinaryIO, style: str = "digits") -> np.ndarray:
+    """An image file as the network's input, (28, 28) float32 in [0, 1], light on dark.
+
+    Args:
+        source: A path, or a binary file open for reading (e.g. a request body's bytes in
+            ``io.BytesIO``).
+        style: ``digits`` or ``garments`` (``to_training_format``).
 
     Raises:
-        ImageError: Missing, empty, not an image Pillow reads, or smaller than 8x8.
+        ImageError: The file cannot be made into an input; the message says why.
     """
-    path = Path(path)
-    if not path.exists():
-        raise ImageError("not found")
-    if path.is_file() and path.stat().st_size == 0:
-        raise ImageError("empty file")
+    return to_training_format(read_image(source), style)
+
+
+def read_image(source: str | os.PathLike[str] | BinaryIO) -> Image.Image:
+    """Open ``source`` (a PNG or JPEG file) as a grey ``L`` image, transparent pixels on white,
+    reduced to about ``WORK_SIDE`` pixels a side when larger.
+
+    Raises:
+        ImageError: Missing, empty, not PNG or JPEG, declaring more than ``MAX_PIXELS``
+            pixels, damaged, or smaller than 8x8.
+    """
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        if not path.exists():
+            raise ImageError("not found")
+        if path.is_file() and path.stat().st_size == 0:
+            raise ImageError("empty file")
     try:
-        with Image.open(path) as image:
-            image.load()
+        # Pillow warns past its own pixel limit, above MAX_PIXELS, which refuses such an image
+        # below; it raises past twice that limit, before the header's size is known here.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source, formats=FORMATS) as image:
+                width, height = image.size
+                if width * height > MAX_PIXELS:
+                    raise ImageError(
+                        f"{width}x{height} is more than the {MAX_PIXELS:,} pixels an image "
+                        "may have; scale it down first"
+                    )
+                if image.format == "JPEG":
+                    image.draft("L", (WORK_SIDE, WORK_SIDE))  # decode at a fraction of the size
+                image.load()
+                grey = _grey(image)
+    except ImageError:
+        raise
     except UnidentifiedImageError:
-        raise ImageError("not an image Pillow can read (PNG, JPEG, ...)") from None
-    except (OSError, ValueError) as error:
+        raise ImageError("not a PNG or JPEG image") from None
+    except Image.DecompressionBombError as error:
+        raise ImageError(
+            f"more pixels than an image may have ({error}); the limit is {MAX_PIXELS:,}"
+        ) from None
+    except IsADirectoryError:
+        raise ImageError("a folder, not an image file") from None
+    except _DAMAGED as error:
         raise ImageError(f"damaged image ({error})") from None
-    if min(image.size) < MIN_SIDE:
-        width, height = image.size
+    if min(width, height) < MIN_SIDE:
         raise ImageError(
             f"{width}x{height} pixels is too small; need at least {MIN_SIDE}x{MIN_SIDE}"
         )
-    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+    return grey
+
+
+def _grey(image: Image.Image) -> Image.Image:
+    """A decoded image as ``L``, box-reduced to about ``WORK_SIDE`` a side, on white paper."""
+    transparent = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    if transparent and image.mode not in ("RGBA", "LA"):
+        image = image.convert("RGBA")  # applies a palette's or a tRNS chunk's transparency
+    elif image.mode not in ("L", "LA", "RGB", "RGBA"):
+        image = image.convert("RGB")
+    factor = -(-max(image.size) // WORK_SIDE)  # ceiling
+    if factor > 1:
+        image = image.reduce(factor)
+    if transparent:
         paper = Image.new("RGBA", image.size, "white")
         image = Image.alpha_composite(paper, image.convert("RGBA"))
     return image.convert("L")

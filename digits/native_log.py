@@ -122,3 +122,15 @@ def filter_native_log() -> None:
                 time.sleep(0.01)
 
     atexit.register(restore)
+
+
+def quiet_command() -> None:
+    """Make a command a user runs (``digits-predict``, ``make serve``) as quiet as the stages:
+    TensorFlow's C++ INFO lines and absl's preamble filtered out, no MLflow progress bars.
+
+    Call it first in the command's entry point, before TensorFlow loads; a user's own
+    ``TF_CPP_MIN_LOG_LEVEL`` or ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR`` wins.
+    """
+    os.environ.setdefault(LEVEL_VARIABLE, str(DEFAULT_LEVEL))
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    filter_native_log()

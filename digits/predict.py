@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,56 +59,37 @@ def load_predictor(model: str) -> tuple[Callable[[np.ndarray], np.ndarray], str 
     """A function (n, 28, 28, 1) float32 -> (n, 10) logits, and the model's dataset if known.
 
     ``model`` is a ``.keras`` file or an MLflow model URI; MLflow URIs resolve against the
-    store the stages write (``MLFLOW_TRACKING_URI``, else the workspace's ``mlflow.db``).
+    store the stages write (``MLFLOW_TRACKING_URI``, else the workspace's ``mlflow.db``). Of a
+    logged model only its ``.keras`` file is loaded, once checked against its run
+    (``digits.logged_model``); either way Keras loads it in safe mode.
 
     Raises:
-        PipelineError: The file or the MLflow model is not there.
+        PipelineError: The file or the MLflow model is not there, or not a model this
+            project logged, unchanged.
     """
-    if not is_mlflow_uri(model):
-        from digits.models import load_model, predict_logits
+    from digits.errors import DataError
+    from digits.models import load_model, predict_logits
+    from digits.pyfunc import ModelFileError, check_keras_file
 
-        keras_model = load_model(model)
+    if not is_mlflow_uri(model):
+        try:
+            keras_model = load_model(check_keras_file(model))
+        except ModelFileError as error:
+            raise PipelineError(str(error)) from None
         return (lambda images: predict_logits(keras_model, images, BATCH_SIZE)), None
     import mlflow
-    import mlflow.pyfunc
 
+    from digits.logged_model import fetch_checked
     from digits.mlflow_store import resolve_store
 
     mlflow.set_tracking_uri(resolve_store(os.environ, Path.cwd()).tracking_uri)
-    try:
-        logged = mlflow.pyfunc.load_model(model)
-        run_id = source_run(model)
-        dataset = None
-        if run_id:
-            dataset = mlflow.MlflowClient().get_run(run_id).data.tags.get("dataset")
-    except mlflow.exceptions.MlflowException as error:
-        raise PipelineError(
-            f"cannot load MLflow model {model!r} ({error.message.splitlines()[0]}); check the "
-            "URI and MLFLOW_TRACKING_URI (`mlflow models` / the UI list what exists)"
-        ) from None
-    return (lambda images: np.asarray(logits_of(logged, images))), dataset
-
-
-def source_run(uri: str) -> str | None:
-    """The run a model URI's model came from: a registered version's run, else the model's."""
-    import mlflow
-
-    client = mlflow.MlflowClient()
-    reference = uri.removeprefix("models:/")
-    if reference != uri and not reference.startswith("m-"):
-        if "@" in reference:
-            version = client.get_model_version_by_alias(*reference.split("@", 1))
-            return version.run_id
-        name, _, number = reference.rpartition("/")
-        if number.isdigit():
-            return client.get_model_version(name, number).run_id
-    return mlflow.models.get_model_info(uri).run_id
-
-
-def logits_of(logged, images: np.ndarray) -> np.ndarray:
-    """An MLflow pyfunc's logits, ``BATCH_SIZE`` images per call."""
-    parts = [logged.predict(images[i : i + BATCH_SIZE]) for i in range(0, len(images), BATCH_SIZE)]
-    return np.concatenate(parts) if parts else np.zeros((0, 10), np.float32)
+    with tempfile.TemporaryDirectory(prefix="digits-model-") as folder:
+        checked = fetch_checked(model, folder)
+        try:
+            keras_model = load_model(check_keras_file(checked.keras_path, checked.sha256))
+        except (ModelFileError, DataError) as error:
+            raise PipelineError(f"model {model}: {error}") from None
+    return (lambda images: predict_logits(keras_model, images, BATCH_SIZE)), checked.dataset
 
 
 def class_names_for(dataset: str | None, params: Path) -> tuple[str, tuple[str, ...]]:
@@ -138,12 +120,12 @@ def predict_files(
     style: str,
 ) -> tuple[list[Prediction], list[tuple[Path, str]]]:
     """Predictions for the files that could be read, and (file, reason) for the others."""
-    from digits.images import ImageError, read_image, to_training_format
+    from digits.images import ImageError, prepare_image
 
     inputs, readable, failed = [], [], []
     for path in files:
         try:
-            inputs.append(to_training_format(read_image(path), style))
+            inputs.append(prepare_image(path, style))
             readable.append(path)
         except ImageError as error:
             failed.append((path, str(error)))
@@ -206,6 +188,9 @@ def run(argv: list[str] | None = None) -> int:
 
 def main() -> None:
     """Console entry point ``digits-predict``."""
+    from digits.native_log import quiet_command
+
+    quiet_command()  # before TensorFlow loads: its C++ notices (digits/native_log.py)
     sys.exit(run())
 
 

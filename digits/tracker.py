@@ -239,15 +239,17 @@ class Tracker:
     def log_model(
         self, model, example, name: str = MODEL_ARTIFACT, registered_name: str = ""
     ) -> str | None:
-        """Log a Keras model as a pyfunc of ours (``digits.serving``), with its summary.
+        """Log a Keras model as a pyfunc of ours (``digits.pyfunc``), with its summary.
 
-        The pyfunc runs one compiled forward pass per call (fast to serve); the ``.keras``
-        file is its artifact. Signature: (-1, 28, 28, 1) float32 -> (-1, 10) logits.
+        The logged model holds the ``.keras`` file as its data and names the installed module
+        ``digits.pyfunc`` as its loader: no pickle and no code travel with it. The file's
+        SHA-256 becomes the run's tag ``KERAS_SHA256_TAG``, which predicting and serving check
+        the file against (``digits.logged_model``). Signature: (-1, 28, 28, 1) float32 ->
+        (-1, 10) logits.
 
         Args:
             model: The trained ``keras.Model``.
-            example: A batch of inputs, e.g. (1, 28, 28, 1) float32; it becomes the model's
-                input example, and with the model's output on it, its signature.
+            example: A batch of inputs, e.g. (1, 28, 28, 1) float32; the model's input example.
             name: The logged model's name, e.g. ``mnist-cnn`` (``model_name``).
             registered_name: Register the model under this name; "" does not register.
 
@@ -259,29 +261,26 @@ class Tracker:
         import tempfile
 
         import mlflow
-        from mlflow.models import infer_signature
 
-        from digits import serving
+        from digits import pyfunc
+        from digits.logged_model import KERAS_SHA256_TAG
 
         lines: list[str] = []
         model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
         with self._artifact_errors("keras_summary.txt"):
             mlflow.log_text("\n".join(lines) + "\n", "keras_summary.txt")
-        signature = infer_signature(example, model.predict_on_batch(example))
         with tempfile.TemporaryDirectory() as scratch, self._artifact_errors(name):
-            keras_path = Path(scratch) / f"{name}.keras"
+            keras_path = Path(scratch) / pyfunc.KERAS_FILE
             model.save(keras_path)
-            # MLflow's pyfunc logger warns on every log that a Python object is pickled (ours
-            # is this package's class, shipped in code_paths) and says it validates the input
-            # example: two lines per training run that ask nothing of the user.
-            with quiet_logger("mlflow.pyfunc"):
+            mlflow.set_tag(KERAS_SHA256_TAG, pyfunc.sha256_of(keras_path))
+            # MLflow's pyfunc logger says it validates the input example: a line per
+            # training run that asks nothing of the user.
+            with quiet_logger("mlflow.pyfunc"), quiet_logger("mlflow.models"):
                 logged = mlflow.pyfunc.log_model(
                     name=name,
-                    python_model=serving.LogitsModel(),
-                    artifacts={serving.KERAS_ARTIFACT: str(keras_path)},
-                    # The model folder carries this package, so it loads where it is not installed.
-                    code_paths=[str(Path(serving.__file__).parent)],
-                    signature=signature,
+                    loader_module=pyfunc.__name__,
+                    data_path=str(keras_path),
+                    signature=pyfunc.model_signature(),
                     input_example=example,
                     pip_requirements=pinned_requirements(),
                     registered_model_name=registered_name or None,

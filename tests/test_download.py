@@ -142,6 +142,17 @@ def test_data_mirror_comes_first_and_relative_folders_are_resolved(tiny_mirror, 
     assert source_bases(dataset, "https://host/data/") == ["https://host/data/tiny/", bases[1]]
 
 
+def test_a_data_mirror_that_is_set_is_named_not_asked_for(tiny_mirror, tmp_path):
+    dataset = tiny_mirror.dataset(mirrors=())
+    empty = tmp_path / "empty mirror"
+    empty.mkdir()
+    with pytest.raises(DownloadError) as raised:
+        download_dataset(dataset, tmp_path / "raw", str(empty), FAST)
+    message = str(raised.value)
+    assert f"DATA_MIRROR is set to {str(empty)!r}: check that it holds <dataset>/" in message
+    assert "Set DATA_MIRROR" not in message
+
+
 def test_verified_file_is_kept_and_a_wrong_one_fetched_again(tiny_mirror, http_server, tmp_path):
     good = (tiny_mirror.folder / TRAIN_LABELS).read_bytes()
     http_server.serve(f"/{TRAIN_LABELS}", (200, good, 0))

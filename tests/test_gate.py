@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from makeruns import make_calls
 from ruamel.yaml import YAML
 
 from review.dvcdata import Change
@@ -107,7 +108,7 @@ def test_the_verdict_line_heads_the_report():
     assert render(review, [], "report").splitlines()[0] == line
 
 
-def test_the_workflow_runs_the_gate_after_posting_the_report():
+def test_the_workflow_runs_the_gate_after_posting_the_report(tmp_path):
     workflow = YAML(typ="safe", pure=True).load(
         (REPO_ROOT / ".github" / "workflows" / "review.yml").read_text()
     )
@@ -116,8 +117,6 @@ def test_the_workflow_runs_the_gate_after_posting_the_report():
     runs = [step.get("run", "") for step in job["steps"]]
     posted = next(i for i, command in enumerate(runs) if command.startswith("cml comment"))
     assert runs.index('make check-metrics BASE="$TARGET"') > posted
-    dry_run = subprocess.run(
-        ["make", "-n", "check-metrics", "BASE=feature", "ALLOWED_DROP=0.01"],
-        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    assert '-m review.gate --base "feature" --allowed-drop "0.01"' in dry_run.stdout
+    calls = make_calls("check-metrics", ["BASE=feature", "ALLOWED_DROP=0.01"], tmp_path)
+    (words,) = [call for call in calls if "review.gate" in call]
+    assert words[1:] == ["-m", "review.gate", "--base", "feature", "--allowed-drop", "0.01"]

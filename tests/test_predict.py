@@ -116,7 +116,7 @@ def test_bad_files_are_each_named_and_the_others_still_predicted(tmp_path):
     assert result.stdout.startswith(f"{good}: ") and len(result.stdout.splitlines()) == 1
     errors = result.stderr.strip().splitlines()[-4:]
     assert errors == [
-        f"error: {text}: not an image Pillow can read (PNG, JPEG, ...)",
+        f"error: {text}: not a PNG or JPEG image",
         f"error: {empty}: empty file",
         f"error: {missing}: not found",
         f"error: {tiny}: 1x1 pixels is too small; need at least 8x8",
@@ -193,3 +193,18 @@ def test_the_installed_console_script_prints_the_class_and_probability(tmp_path)
     name, _, probability = result.stdout.strip().removeprefix(f"{digit}: ").partition(" (")
     assert name == str(expected.argmax()), result.stdout
     assert float(probability.removesuffix(")")) == pytest.approx(expected.max(), abs=6e-5)
+
+
+def test_the_console_script_shows_no_tensorflow_notices(tmp_path):
+    script = Path(sys.executable).with_name("digits-predict")
+    build_model(small_params()).save(tmp_path / "model.keras")
+    digit = write_png(
+        np.full((28, 28), 255, np.uint8) * np.eye(28, dtype=np.uint8), tmp_path / "d.png"
+    )
+    env = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(
+        [str(script), str(digit), "--model", str(tmp_path / "model.keras"), "--dataset", "mnist"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0 and result.stdout.startswith(f"{digit}: "), result.stderr
+    assert result.stderr == "", "absl's preamble or TensorFlow's INFO lines"

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from makeruns import make_calls
 from ruamel.yaml import YAML
 
 from review.dvcdata import PER_CLASS_FILE, Change
@@ -151,7 +151,7 @@ def report_commands(text: str) -> list[str]:
     return re.findall(r"make report BASE=\S+", text)
 
 
-def test_workflow_is_valid_yaml_and_runs_the_documented_make_report():
+def test_workflow_is_valid_yaml_and_runs_the_documented_make_report(tmp_path):
     workflow = YAML(typ="safe", pure=True).load(
         (REPO_ROOT / ".github" / "workflows" / "review.yml").read_text()
     )
@@ -166,6 +166,20 @@ def test_workflow_is_valid_yaml_and_runs_the_documented_make_report():
     assert runs.index('make report BASE="$TARGET"') < runs.index("make check-pipeline")
     assert report_commands((REPO_ROOT / "docs" / "team.md").read_text())
     # The Makefile turns BASE into the module's --base.
-    dry_run = subprocess.run(["make", "-n", "report", "BASE=feature"], cwd=REPO_ROOT,
-                             capture_output=True, text=True, check=True)  # fmt: skip
-    assert '-m review.report --base "feature"' in dry_run.stdout
+    (words,) = [call for call in make_calls("report", ["BASE=feature"], tmp_path)
+                if "review.report" in call]  # fmt: skip
+    assert words[1:5] == ["-m", "review.report", "--base", "feature"]
+
+
+def test_the_workflow_pins_its_actions_and_leaves_no_token_behind():
+    workflow = YAML(typ="safe", pure=True).load(
+        (REPO_ROOT / ".github" / "workflows" / "review.yml").read_text()
+    )
+    steps = workflow["jobs"]["review"]["steps"]
+    used = [step["uses"] for step in steps if "uses" in step]
+    assert len(used) == 4
+    for action in used:
+        _, _, reference = action.partition("@")
+        assert re.fullmatch(r"[0-9a-f]{40}", reference), f"{action}: pin a commit SHA"
+    checkout = next(step for step in steps if step.get("uses", "").startswith("actions/checkout@"))
+    assert checkout["with"]["persist-credentials"] is False

@@ -1,10 +1,12 @@
-"""The logged pyfunc model, in process and behind a real `mlflow models serve`."""
+"""The logged pyfunc model, in process and behind the real server of `make serve`."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
-import shlex
+import re
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -15,11 +17,15 @@ import mlflow
 import numpy as np
 import pytest
 from idxdata import tiny_split
+from makeruns import make_calls
 
 from benchmarks.serving import JSON, PARQUET, json_body, parquet_body
 from digits import serving
 from digits.errors import PipelineError
+from digits.pyfunc import MAX_BATCH
+from digits.servers import free_port, running
 from digits.serving import default_model_uri, model_server
+from digits.serving_app import MAX_BODY_BYTES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,16 +84,12 @@ def test_mlflow_models_serve_answers_with_the_in_process_logits(logged_model, tm
         assert 400 <= status < 500 and answer["message"]
 
 
-def planned_serve(*variables: str) -> list[str]:
-    """The words of the command `make serve` would run (``make -n``), shell-split."""
-    # make takes MODEL and PORT from the environment too (a CI runner may set PORT).
-    env = {name: value for name, value in os.environ.items() if name not in ("MODEL", "PORT")}
-    planned = subprocess.run(
-        ["make", "--dry-run", "--no-print-directory", "-C", str(REPO_ROOT), "serve", *variables],
-        capture_output=True, text=True, check=True, env=env,
-    ).stdout  # fmt: skip
-    (line,) = [line for line in planned.splitlines() if "digits.serving" in line]
-    return shlex.split(line)
+def planned_serve(folder: Path, *variables: str) -> list[str]:
+    """The arguments `make serve` hands the module, as the process receives them."""
+    calls = [call for call in make_calls("serve", list(variables), folder) if "-m" in call]
+    ((program, *words),) = calls
+    assert program.endswith("/python"), program
+    return words
 
 
 def exec_of_serving_main(argv: list[str], monkeypatch) -> tuple[list[str], dict[str, str]]:
@@ -103,36 +105,45 @@ def option(command: list[str], name: str) -> str:
     return command[command.index(name) + 1]
 
 
-def test_make_serve_passes_model_and_port_to_a_local_server_on_loopback(tmp_path, monkeypatch):
+def test_make_serve_passes_model_and_port_to_a_local_server_on_loopback(
+    logged_model, tmp_path, monkeypatch
+):
+    _, uri = logged_model
+    # The logged model's store is tmp_path/mlflow.db, the workspace's store of tmp_path.
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("DVC_ROOT", raising=False)
     model = str(tmp_path / "my models" / "model dir")
-    words = planned_serve(f"MODEL={model}", "PORT=5123")
-    assert words[0].endswith("/python") and words[1:3] == ["-m", "digits.serving"], words
+    words = planned_serve(tmp_path / "spaces", f"MODEL={model}", "PORT=5123")
+    assert words[:2] == ["-m", "digits.serving"], words
+    assert option(words, "--model") == model, "MODEL stays one argument"
 
-    # What make passes is what the module then runs: `mlflow models serve` of this venv.
-    command, env = exec_of_serving_main(words[3:], monkeypatch)
-    assert command[0] == str(Path(sys.executable).with_name("mlflow"))
-    assert command[1:3] == ["models", "serve"]
-    assert option(command, "--model-uri") == model, "MODEL stays one argument"
+    # What make passes is what the module then serves: uvicorn of this venv on loopback.
+    words = planned_serve(tmp_path / "uri", f"MODEL={uri}", "PORT=5123")
+    command, env = exec_of_serving_main(words[2:], monkeypatch)
+    assert command[0] == str(Path(sys.executable).with_name("uvicorn"))
+    assert option(command, "--factory") == serving.APP_FACTORY
+    assert env[serving.MODEL_VARIABLE] == uri
     assert option(command, "--port") == "5123"
     assert option(command, "--host") == "127.0.0.1"
-    # MLflow's default env manager builds a virtualenv, which needs the internet.
-    assert option(command, "--env-manager") == "local"
+    assert option(command, "--workers") == "1"
+    # No environment is built for the model (that would need the internet).
     assert not [word for word in command if "virtualenv" in word or "conda" in word]
     # models:/ URIs resolve in the store the stages write, at the workspace root.
     assert env["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
     assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
 
 
-def test_make_serve_without_model_serves_the_workspace_run(tmp_path, monkeypatch):
+def test_make_serve_without_model_serves_the_workspace_run(logged_model, tmp_path, monkeypatch):
+    _, uri = logged_model
+    run_id = mlflow.MlflowClient().get_logged_model(uri.removeprefix("models:/")).source_run_id
     run_file = tmp_path / "models" / "mlflow_run.json"
     run_file.parent.mkdir()
-    run_file.write_text(json.dumps({"run_id": "abc", "model_uri": "models:/m-0123"}))
-    words = planned_serve()
+    run_file.write_text(json.dumps({"run_id": run_id, "model_uri": uri}))
+    words = planned_serve(tmp_path / "default")
     assert "--model" not in words
-    command, _ = exec_of_serving_main(words[3:], monkeypatch)
-    assert option(command, "--model-uri") == "models:/m-0123"
+    command, env = exec_of_serving_main(words[2:], monkeypatch)
+    assert env[serving.MODEL_VARIABLE] == uri
+    assert env[serving.RUN_VARIABLE] == run_id, "the server checks the model is that run's"
     assert option(command, "--port") == "5002"
 
 
@@ -174,3 +185,73 @@ def test_the_documented_request_leaves_no_file_and_gets_predictions(logged_model
     np.testing.assert_allclose(predictions, model.predict_on_batch(images[:2]), atol=1e-5)
     left = sorted(path.relative_to(workspace).as_posix() for path in workspace.rglob("*"))
     assert left == ["data", "data/processed", "data/processed/test.npz"]
+
+
+def sent_raw(base: str, headers: str, body_parts: list[bytes]) -> tuple[int, dict]:
+    """POST ``headers`` and ``body_parts`` over a plain socket, then read the answer.
+
+    The parts sent are all the server needs to decide: a server that answers before reading
+    what it was sent resets the connection, and the answer could be lost with it.
+    """
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as connection:
+        request = f"POST /invocations HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n"
+        connection.sendall(request.encode())
+        for part in body_parts:
+            connection.sendall(part)
+        response = http.client.HTTPResponse(connection)
+        response.begin()
+        return response.status, json.loads(response.read())
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked HTTP body."""
+    return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+@pytest.mark.slow
+def test_the_server_caps_the_request_body_and_the_batch(logged_model, tmp_path):
+    model, uri = logged_model
+    images = tiny_split(2, seed=4).x
+    with model_server(uri, tmp_path / "server.log") as base:
+        # A body over the cap is refused from its Content-Length, before any of it is sent.
+        headers = f"Content-Type: {JSON}\r\nContent-Length: {MAX_BODY_BYTES + 1}\r\n"
+        status, answer = sent_raw(base, headers, [])
+        assert status == 413 and f"over {MAX_BODY_BYTES} bytes" in answer["message"]
+        # Sent in chunks without a length, it is refused once it passes the cap.
+        headers = f"Content-Type: {JSON}\r\nTransfer-Encoding: chunked\r\n"
+        megabyte = chunk(b" " * (1 << 20))
+        parts = [megabyte] * (MAX_BODY_BYTES >> 20) + [chunk(b" ")]  # the cap, and a byte
+        status, answer = sent_raw(base, headers, parts)
+        assert status == 413 and f"over {MAX_BODY_BYTES} bytes" in answer["message"]
+        # One image over the batch cap (Parquet: well under the body cap).
+        batch = np.repeat(images[:1], MAX_BATCH + 1, axis=0)
+        status, answer = post(base, parquet_body(batch), PARQUET)
+        assert status == 400, answer
+        assert f"{MAX_BATCH + 1} images in one request; at most {MAX_BATCH}" in answer["message"]
+        # At the caps, and after the refusals, the server answers.
+        status, answer = post(base, parquet_body(batch[:MAX_BATCH]), PARQUET)
+        assert status == 200 and len(answer["predictions"]) == MAX_BATCH
+        status, answer = post(base, json_body(images), JSON)
+        assert status == 200, answer
+        np.testing.assert_allclose(
+            answer["predictions"], model.predict_on_batch(images), atol=1e-5
+        )
+
+
+@pytest.mark.slow
+def test_make_serve_shows_no_tensorflow_notices_or_progress_bars(logged_model, tmp_path):
+    _, uri = logged_model
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    for name in ("TF_CPP_MIN_LOG_LEVEL", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"):
+        env.pop(name, None)  # the defaults a user has
+    command = [sys.executable, "-m", "digits.serving", "--model", uri, "--port", str(port)]
+    with running(command, f"http://127.0.0.1:{port}/ping", log, env, cwd=tmp_path, timeout=240):
+        pass
+    text = log.read_text()
+    assert f"serving {uri} on http://127.0.0.1:{port}" in text
+    assert "absl::InitializeLog" not in text, text
+    assert not re.search(r"^I\d{4} ", text, re.MULTILINE), text
+    assert "Downloading artifacts" not in text, text
