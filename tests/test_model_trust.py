@@ -203,3 +203,18 @@ def test_only_keras_files_load(tmp_path, capsys):
         code == 1
         and line == f"error: {legacy} is not a .keras file; only .keras models are loaded"
     )
+
+
+def test_make_serve_refuses_a_model_with_a_bundled_module(logged_model, tmp_path):
+    # A server imports a model's code before its own: there the module would run.
+    _, uri = logged_model
+    folder = model_folder(uri)
+    marker = tmp_path / "module-ran"
+    (folder / "code" / "digits").mkdir(parents=True, exist_ok=True)
+    (folder / "code" / "digits" / "__init__.py").write_text(writes(marker))
+    edit_mlmodel(folder, code="code")
+    result = serve_errors(["--model", uri], tmp_path)
+    assert not marker.exists(), "the bundled module ran"
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: model {uri}: it holds files") and "code" in line
