@@ -177,14 +177,19 @@ def recipe_figures(
     }
 
 
-def recipes_figures(root: Path, env: dict[str, str], bfloat16_usable: bool) -> dict[str, dict]:
-    """The default recipe (params.yaml as it is) and the fast one, on this CPU.
+def recipes_figures(
+    root: Path, env: dict[str, str], default: dict, bfloat16_usable: bool
+) -> dict[str, dict]:
+    """The default recipe and the fast one, on this CPU.
 
-    Where bfloat16 is refused (``digits.cpu.check_bfloat16_speed``) the fast recipe runs in
-    float32, and says so in its settings.
+    Args:
+        default: ``-S`` values that restore params.yaml's own ``train`` settings in ``root``
+            (whose params the benchmark has cut short), as ``{"train.steps": 10000, ...}``.
+        bfloat16_usable: Whether this CPU runs bfloat16 (``digits.cpu.check_bfloat16_speed``):
+            where it does not, the fast recipe runs in float32, and says so in its settings.
     """
     fast = FAST_RECIPE if bfloat16_usable else {**FAST_RECIPE, "train.precision": "float32"}
     return {
-        "default": recipe_figures(root, env, {}),
+        "default": recipe_figures(root, env, default),
         "fast": recipe_figures(root, env, fast),
     }

@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
         print("train stage against PyTorch eager: full, AVX2, TensorFlow's default ...")
         results["portability"] = portability_figures(processed, args.steps, 3, args.batch_size)
         print("the default and the fast recipe ...", flush=True)
-        results["recipes"] = recipes_figures(project, env, bfloat16_usable)
+        default = {f"train.{key}": getattr(params.train, key) for key in ("steps", "eval_every")}
+        results["recipes"] = recipes_figures(project, env, default, bfloat16_usable)
         results["data"] = data
         if args.only == "portability":
             load_after = os.getloadavg()
