@@ -53,6 +53,11 @@ class ImageError(DataError):
     """A file that cannot be made into a 28x28 input; the message says why."""
 
 
+def style_of(dataset: str) -> str:
+    """The preparation a dataset's images get: ``garments`` for Fashion-MNIST, else ``digits``."""
+    return "garments" if dataset == "fashion-mnist" else "digits"
+
+
 def prepare_image(source: str | os.PathLike[str] | BinaryIO, style: str = "digits") -> np.ndarray:
     """An image file as the network's input, (28, 28) float32 in [0, 1], light on dark.
 

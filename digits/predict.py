@@ -163,7 +163,7 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     args = parser.parse_args(argv)
 
-    from digits.images import image_files
+    from digits.images import image_files, style_of
 
     files = image_files(args.paths)
     try:
@@ -172,7 +172,7 @@ def run(argv: list[str] | None = None) -> int:
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    style = "garments" if dataset == "fashion-mnist" else "digits"
+    style = style_of(dataset)
     predictions, failed = predict_files(files, predict, class_names, style)
     for prediction in predictions:
         if args.json:

@@ -7,8 +7,17 @@ path of the ``.keras`` file; Keras loads it in safe mode (no Python from the fil
 
 The model traces its forward pass once when it is loaded (``tf.function`` with a fixed input
 signature) and runs only that per call: ``keras.Model.predict`` would build a ``tf.data``
-pipeline on every request. Input: (n, 28, 28, 1) float32 in [0, 1], n at most
-``MAX_BATCH``. Output: (n, 10) float32 logits.
+pipeline on every request. It takes, n at most ``MAX_BATCH`` a call:
+
+- images: PNG or JPEG files as bytes, or as base64 text (JSON), in a one-column DataFrame,
+  a list or a 1-D array. Each is prepared by ``digits.images.prepare_image``, as
+  ``digits-predict`` prepares a file; the answer is a DataFrame, one row per image:
+  ``class_index``, ``class_name`` (from the dataset catalog) and ``probabilities`` (softmax
+  of the logits, float64, as ``digits-predict`` prints them).
+- tensors: (n, 28, 28, 1) float32 in [0, 1]; the answer is (n, 10) float32 logits.
+
+The model's dataset (which class names, which preparation) is the ``dataset`` of the
+logged model's ``model_config``, set when the train stage logs it.
 
 The digest check against the run (``digits.logged_model``) happens before a file reaches
 ``_load_pyfunc``: MLflow hands a loader module only a path. NumPy is the only import at load;
@@ -17,8 +26,12 @@ TensorFlow and MLflow are imported when a model is loaded or refuses an input.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +40,7 @@ from digits.shapes import IMAGE_SHAPE, NUM_CLASSES
 
 KERAS_FILE = "model.keras"  # the model's data file, ``data/model.keras`` in a logged model
 MAX_BATCH = 1024  # images in one call (one request); larger batches are refused
+IMAGE_COLUMN = "image"  # the column of the logged image signature
 _CHUNK = 1 << 20  # bytes read at a time when hashing
 
 
@@ -63,7 +77,10 @@ def check_keras_file(path: str | os.PathLike[str], sha256: str | None = None) ->
 
 
 def model_signature():
-    """The signature every logged model has: (-1, 28, 28, 1) float32 -> (-1, 10) float32."""
+    """The tensor signature: (-1, 28, 28, 1) float32 -> (-1, 10) float32 logits.
+
+    MLflow's scoring server checks tensor requests against it (``digits.serving_app``).
+    """
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
@@ -73,13 +90,79 @@ def model_signature():
     )
 
 
-class LogitsModel:
-    """(n, 28, 28, 1) float32 images -> (n, 10) logits, one compiled call per request."""
+def image_signature():
+    """The signature a model is logged with: image files in, one row per image out.
 
-    def __init__(self, keras_model) -> None:
+    Input: a column ``image`` of PNG or JPEG bytes (base64 in JSON). Output: ``class_index``
+    (long), ``class_name`` (string) and ``probabilities`` (array of double). An MLflow schema
+    is either tensors or columns, never both, so tensors are not in it (``model_signature``).
+    """
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, DataType, Schema
+    from mlflow.types.schema import Array
+
+    return ModelSignature(
+        inputs=Schema([ColSpec(DataType.binary, IMAGE_COLUMN)]),
+        outputs=Schema([
+            ColSpec(DataType.long, "class_index"),
+            ColSpec(DataType.string, "class_name"),
+            ColSpec(Array(DataType.double), "probabilities"),
+        ]),
+    )  # fmt: skip
+
+
+def image_files_of(model_input: object) -> list[object] | None:
+    """The image files in ``model_input``, or None when it holds no images (a tensor).
+
+    Images are ``bytes`` (a file's content) or ``str`` (base64 of it), given as a DataFrame
+    of one column, a dict of one column (JSON ``{"inputs": {"image": [...]}}``), a 1-D
+    array or a list.
+    """
+    import pandas as pd
+
+    if isinstance(model_input, pd.DataFrame):
+        if len(model_input.columns) != 1:
+            return None
+        values = list(model_input.iloc[:, 0])
+    elif isinstance(model_input, dict) and len(model_input) == 1:
+        (column,) = model_input.values()
+        values = list(np.ravel(np.asarray(column, dtype=object)))
+    elif isinstance(model_input, np.ndarray) and model_input.dtype.kind in "OSU":
+        values = list(np.ravel(model_input))
+    elif isinstance(model_input, list | tuple):
+        values = list(model_input)
+    else:
+        return None
+    return values if values and all(isinstance(v, bytes | str) for v in values) else None
+
+
+def file_bytes(value: bytes | str, index: int) -> bytes:
+    """A file's bytes from ``bytes`` as they are or ``str`` as base64.
+
+    Raises:
+        MlflowException: Text that is not base64 (400 naming image ``index``).
+    """
+    if isinstance(value, bytes):
+        return value
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise _invalid(f"image {index}: not base64 text of a PNG or JPEG file ({error})") from None
+
+
+class LogitsModel:
+    """Images -> classes and probabilities, or (n, 28, 28, 1) float32 -> (n, 10) logits.
+
+    One compiled forward pass per call. ``dataset`` (e.g. ``mnist``) names the class names
+    and the preparation of images; a model without it takes only tensors.
+    """
+
+    def __init__(self, keras_model, dataset: str | None = None) -> None:
         import tensorflow as tf
 
         self.keras_model = keras_model
+        self.dataset = dataset
+        self._class_names: tuple[str, ...] | None = None  # read from the catalog once
         self._forward = tf.function(
             lambda images: keras_model(images, training=False),
             input_signature=[tf.TensorSpec((None, *keras_model.input_shape[1:]), tf.float32)],
@@ -90,7 +173,63 @@ class LogitsModel:
         """The Keras model (``PyFuncModel.get_raw_model``)."""
         return self.keras_model
 
-    def predict(self, model_input: np.ndarray, params: dict | None = None) -> np.ndarray:
+    def predict(self, model_input, params: dict | None = None):
+        """Classes of image files (``predict_images``), or logits of a tensor
+        (``predict_tensor``), as ``image_files_of`` tells them apart."""
+        files = image_files_of(model_input)
+        if files is not None:
+            return self.predict_images(files)
+        return self.predict_tensor(model_input)
+
+    def predict_images(self, files: Sequence[bytes | str]):
+        """One row per image file: ``class_index``, ``class_name``, ``probabilities``.
+
+        Each file is prepared by ``digits.images.prepare_image`` with the checks and caps of
+        ``digits-predict``; the probabilities are ``digits.predict.softmax`` of the logits.
+
+        Raises:
+            MlflowException: More than ``MAX_BATCH`` images, a model without a dataset, or
+                an image that cannot be prepared: the message names it by its index (from
+                0) and says why (the server answers 400 with it).
+        """
+        import pandas as pd
+
+        from digits.images import ImageError, prepare_image, style_of
+        from digits.predict import softmax
+
+        self._check_count(len(files))
+        if self.dataset is None:
+            raise _invalid(
+                "this model does not record its dataset, so it cannot name classes or prepare "
+                "images: send (n, 28, 28, 1) float32 tensors, or retrain to log it again"
+            )
+        if self._class_names is None:
+            self._class_names = _class_names(self.dataset)
+        class_names = self._class_names
+        inputs = []
+        for index, value in enumerate(files):
+            try:
+                content = io.BytesIO(file_bytes(value, index))
+                inputs.append(prepare_image(content, style_of(self.dataset)))
+            except ImageError as error:
+                raise _invalid(f"image {index}: {error}") from None
+        probabilities = softmax(self._forward(np.stack(inputs)[..., np.newaxis]).numpy())
+        indices = probabilities.argmax(axis=1)
+        return pd.DataFrame({
+            "class_index": indices.astype(np.int64),
+            "class_name": [class_names[k] for k in indices],
+            "probabilities": [row.tolist() for row in probabilities],
+        })  # fmt: skip
+
+    def _check_count(self, count: int) -> None:
+        """Refuse a call of more than ``MAX_BATCH`` images."""
+        if count > MAX_BATCH:
+            raise _invalid(
+                f"{count} images in one request; at most {MAX_BATCH} are "
+                "accepted: send them in several requests"
+            )
+
+    def predict_tensor(self, model_input: np.ndarray) -> np.ndarray:
         """Logits of ``model_input``, (n, 28, 28, 1) float32, n at most ``MAX_BATCH``.
 
         MLflow checks the shape against the signature; it checks the dtype of JSON but not
@@ -108,12 +247,23 @@ class LogitsModel:
                 f"dtype of input {dtype} does not match expected dtype float32: send images "
                 "as float32 in [0, 1], shape (n, 28, 28, 1)"
             )
-        if len(model_input) > MAX_BATCH:
-            raise _invalid(
-                f"{len(model_input)} images in one request; at most {MAX_BATCH} are "
-                "accepted: send them in several requests"
-            )
+        self._check_count(len(model_input))
         return self._forward(model_input).numpy()
+
+
+def _class_names(dataset: str) -> tuple[str, ...]:
+    """The class names of ``dataset`` in the catalog (``digits.predict.class_names_for``).
+
+    Raises:
+        MlflowException: The dataset is not in the catalog.
+    """
+    from digits.errors import PipelineError
+    from digits.predict import class_names_for
+
+    try:
+        return class_names_for(dataset, Path("params.yaml"))[1]
+    except PipelineError as error:
+        raise _invalid(f"the model's dataset: {error}") from None
 
 
 def _invalid(message: str) -> Exception:
@@ -124,8 +274,11 @@ def _invalid(message: str) -> Exception:
     return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
 
 
-def load_keras(path: str | os.PathLike[str], sha256: str | None = None) -> LogitsModel:
-    """The model of a ``.keras`` file (checked as ``check_keras_file``), in Keras safe mode.
+def load_keras(
+    path: str | os.PathLike[str], sha256: str | None = None, dataset: str | None = None
+) -> LogitsModel:
+    """The model of a ``.keras`` file (checked as ``check_keras_file``), in Keras safe mode,
+    for ``dataset`` (None: tensors only).
 
     Raises:
         ModelFileError: Not a ``.keras`` file, or not the one with digest ``sha256``.
@@ -133,9 +286,11 @@ def load_keras(path: str | os.PathLike[str], sha256: str | None = None) -> Logit
     """
     from digits.models import load_model  # registers the model's own layers
 
-    return LogitsModel(load_model(check_keras_file(path, sha256)))
+    return LogitsModel(load_model(check_keras_file(path, sha256)), dataset)
 
 
-def _load_pyfunc(data_path: str) -> LogitsModel:
-    """MLflow's entry point for a loader module: the model of the ``.keras`` data file."""
-    return load_keras(data_path)
+def _load_pyfunc(data_path: str, model_config: dict | None = None) -> LogitsModel:
+    """MLflow's entry point for a loader module: the model of the ``.keras`` data file, for
+    the ``dataset`` of the logged ``model_config``."""
+    dataset = (model_config or {}).get("dataset")
+    return load_keras(data_path, dataset=dataset if isinstance(dataset, str) else None)

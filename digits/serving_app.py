@@ -2,9 +2,16 @@
 
 uvicorn calls ``create_app`` (``--factory``). It fetches the ``.keras`` file of the model
 named by ``DIGITS_SERVE_MODEL``, checks it against its run (``digits.logged_model``), loads it
-with ``digits.pyfunc`` in Keras safe mode and hands MLflow's scoring server a ``PyFuncModel``
-built here, with the signature every model of this project has: MLflow never reads the
-logged model's ``MLmodel``, pickle or code. The ``.keras`` file is deleted once loaded.
+with ``digits.pyfunc`` in Keras safe mode, for the dataset its run records (tag ``dataset``),
+and hands MLflow's scoring server a ``PyFuncModel`` built here (``as_pyfunc``): MLflow never
+reads the logged model's ``MLmodel``, pickle or code. The ``.keras`` file is deleted once
+loaded.
+
+A request holds image files or a tensor. MLflow's server parses a body against one schema,
+and a schema is either tensors or columns, so the served model declares none: it sends
+images to ``LogitsModel.predict_images`` and anything else through MLflow's check of the
+tensor signature (``digits.pyfunc.model_signature``) to ``predict_tensor``, after casting
+JSON numbers to float32 as MLflow's parser does against that signature.
 
 Requests: a body over ``MAX_BODY_BYTES`` is answered 413 before it is parsed (MLflow's
 server reads any body whole, and parsing JSON takes many times its size in memory), and a
@@ -16,6 +23,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+
+import numpy as np
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # a request body; 512 images as JSON fit in it
 
@@ -91,18 +100,51 @@ def checked_model(uri: str, run_id: str | None = None):
 
     with tempfile.TemporaryDirectory(prefix="digits-serve-") as folder:
         checked = fetch_checked(uri, folder, run_id)
-        return load_keras(checked.keras_path, checked.sha256)
+        return load_keras(checked.keras_path, checked.sha256, checked.dataset)
+
+
+class ServedModel:
+    """The model the scoring server calls: image files to ``predict_images``, tensors through
+    MLflow's check of the tensor signature to ``predict_tensor``."""
+
+    def __init__(self, model) -> None:
+        from mlflow.models import Model
+        from mlflow.pyfunc import PyFuncModel
+
+        from digits.pyfunc import model_signature
+
+        self.model = model
+        self.tensors = PyFuncModel(model_meta=Model(signature=model_signature()), model_impl=model)
+
+    def get_raw_model(self):
+        """The Keras model (``PyFuncModel.get_raw_model``)."""
+        return self.model.keras_model
+
+    def predict(self, data, params: dict | None = None):
+        """A DataFrame of classes for images, (n, 10) logits for a tensor.
+
+        Raises:
+            MlflowException: A bad image (named by index), a tensor of another shape or
+                dtype, or too many images; the server answers 400.
+        """
+        from digits.pyfunc import image_files_of
+
+        files = image_files_of(data)
+        if files is not None:
+            return self.model.predict_images(files)
+        if isinstance(data, np.ndarray) and data.dtype.kind in "iuf":
+            # JSON numbers: MLflow's parser casts them to the tensor signature's float32.
+            data = data.astype(np.float32)
+        return self.tensors.predict(data)
 
 
 def as_pyfunc(model):
-    """A ``LogitsModel`` as the ``PyFuncModel`` MLflow's scoring server takes, with the
-    signature every model of this project has (``digits.pyfunc.model_signature``)."""
+    """A ``LogitsModel`` as the ``PyFuncModel`` MLflow's scoring server takes: no schema of
+    its own, so that images and tensors both reach ``ServedModel``."""
     from mlflow.models import Model
     from mlflow.pyfunc import PyFuncModel
 
-    from digits.pyfunc import model_signature
-
-    return PyFuncModel(model_meta=Model(signature=model_signature()), model_impl=model)
+    return PyFuncModel(model_meta=Model(), model_impl=ServedModel(model))
 
 
 def create_app():

@@ -237,21 +237,30 @@ class Tracker:
 
     @uninterrupted
     def log_model(
-        self, model, example, name: str = MODEL_ARTIFACT, registered_name: str = ""
+        self,
+        model,
+        example,
+        name: str = MODEL_ARTIFACT,
+        registered_name: str = "",
+        dataset: str | None = None,
     ) -> str | None:
         """Log a Keras model as a pyfunc of ours (``digits.pyfunc``), with its summary.
 
         The logged model holds the ``.keras`` file as its data and names the installed module
         ``digits.pyfunc`` as its loader: no pickle and no code travel with it. The file's
         SHA-256 becomes the run's tag ``KERAS_SHA256_TAG``, which predicting and serving check
-        the file against (``digits.logged_model``). Signature: (-1, 28, 28, 1) float32 ->
-        (-1, 10) logits.
+        the file against (``digits.logged_model``). Signature: image files in, a class index,
+        name and probabilities per image out (``digits.pyfunc.image_signature``; the model
+        takes (n, 28, 28, 1) float32 tensors too). The dataset, which names the classes and
+        the images' preparation, goes in the model's ``model_config``.
 
         Args:
             model: The trained ``keras.Model``.
-            example: A batch of inputs, e.g. (1, 28, 28, 1) float32; the model's input example.
+            example: A batch of inputs, e.g. (1, 28, 28, 1) float32; its first image, as a
+                PNG file, is the model's input example.
             name: The logged model's name, e.g. ``mnist-cnn`` (``model_name``).
             registered_name: Register the model under this name; "" does not register.
+            dataset: The model's dataset; None: the run's ``dataset`` tag (``log_data``).
 
         Returns:
             The logged model's URI (``models:/m-...``), or None with tracking off.
@@ -269,6 +278,8 @@ class Tracker:
         model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
         with self._artifact_errors("keras_summary.txt"):
             mlflow.log_text("\n".join(lines) + "\n", "keras_summary.txt")
+        if dataset is None:
+            dataset = mlflow.MlflowClient().get_run(self.run_id).data.tags.get("dataset")
         with tempfile.TemporaryDirectory() as scratch, self._artifact_errors(name):
             keras_path = Path(scratch) / pyfunc.KERAS_FILE
             model.save(keras_path)
@@ -280,10 +291,32 @@ class Tracker:
                     name=name,
                     loader_module=pyfunc.__name__,
                     data_path=str(keras_path),
-                    signature=pyfunc.model_signature(),
-                    input_example=example,
+                    signature=pyfunc.image_signature(),
+                    input_example=_png_example(example),
+                    model_config={"dataset": dataset} if dataset else None,
+                    # A folder with no uv project: MLflow copies the working folder's uv.lock
+                    # and pyproject.toml into the model otherwise, and a model holding them
+                    # is refused by predicting and serving (digits.logged_model).
+                    uv_project_path=scratch,
                     pip_requirements=pinned_requirements(),
                     registered_model_name=registered_name or None,
                 )
         self.model_uri = logged.model_uri
         return logged.model_uri
+
+
+def _png_example(images) -> Any:
+    """The first of (n, 28, 28, 1) float32 images as a PNG file, in a one-row DataFrame: the
+    input example of the logged image signature."""
+    import io
+
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from digits.pyfunc import IMAGE_COLUMN
+
+    pixels = np.round(np.clip(images[0, ..., 0], 0.0, 1.0) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return pd.DataFrame({IMAGE_COLUMN: [buffer.getvalue()]})
