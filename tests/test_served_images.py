@@ -100,7 +100,7 @@ def test_the_logged_signature_is_images_in_names_out(mnist_model):
     (column,) = info.signature.inputs.inputs
     assert (column.name, column.type) == (IMAGE_COLUMN, DataType.binary)
     assert info.signature.outputs.input_names() == ["class_index", "class_name", "probabilities"]
-    assert info.flavors["python_function"]["model_config"] == {"dataset": "mnist"}
+    assert info.flavors["python_function"]["config"] == {"dataset": "mnist"}
 
 
 @pytest.mark.slow
