@@ -3,7 +3,8 @@
 The entry point of ``make bench``; the pieces live beside it: ``harness`` (interleaved
 rounds, medians), ``contenders`` and ``tf1`` (what is timed), ``pipeline_timings`` (DVC in a
 copy of the project), ``arithmetic`` (the limit), ``table``, and ``serving`` (the model
-behind ``mlflow models serve``).
+behind ``mlflow models serve``), ``system_metrics_cost`` (what MLflow's system metrics take
+from a training run).
 
 In one process, on the same model, data and batch size, each contender runs ``--steps``
 optimizer steps per round; rounds are interleaved (a, b, c, a, b, c, ...) after a warm-up so
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     from benchmarks.pipeline_timings import generated_mirror, pipeline_figures, project_env
     from benchmarks.portability import portability_figures
     from benchmarks.precision import capped_figures, cpu_bfloat16_support
+    from benchmarks.system_metrics_cost import system_metrics_figures
     from benchmarks.table import format_table, portability_lines
     from digits.data.arrays import load_split
     from digits.data.catalog import TRAIN_IMAGES
@@ -192,6 +194,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     print("serving: mlflow models serve on an untrained default model ...", flush=True)
     results["serving"] = serving.serving_figures(None)
+    print("MLflow's system metrics: their cost on the train stage's loop ...", flush=True)
+    results["system_metrics"] = system_metrics_figures()
     load_after = os.getloadavg()
     results["load_average"] = {
         "before": [round(value, 2) for value in load_before],
