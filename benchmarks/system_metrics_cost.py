@@ -38,7 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def generated_split(count: int, seed: int = 0):
     """``count`` random images with random one-hot labels: the cost of a step does not depend
     on what the pixels show."""
-    from digits.arrays import Split
+    from digits.data.arrays import Split
 
     rng = np.random.default_rng(seed)
     x = rng.random((count, 28, 28, 1), dtype=np.float32)
@@ -95,14 +95,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=4, help="timed rounds per setting")
     args = parser.parse_args(argv)
 
-    from digits.cpu import prefer_onednn
+    from digits.runtime.cpu import prefer_onednn
 
     prefer_onednn()  # as the stages do
     import mlflow
 
     from benchmarks.contenders import project_trainer
-    from digits.cpu import machine_facts
     from digits.params import load_params, replace
+    from digits.runtime.cpu import machine_facts
 
     params = replace(load_params(args.params, sections=("train",)).train, precision="float32")
     train = project_trainer(params, generated_split(5_000))
