@@ -17,14 +17,15 @@ from idxdata import tiny_split
 from mlflow.types import DataType
 from PIL import Image
 
-from digits import training
-from digits.logged_model import fetch_checked
+from digits.model import training
 from digits.params import load_params
 from digits.params import replace as params_replace
-from digits.predict import run
-from digits.pyfunc import IMAGE_COLUMN, MAX_BATCH
-from digits.serving import model_server
-from digits.tracker import Tracker
+from digits.serving.image_requests import IMAGE_COLUMN
+from digits.serving.logged_model import fetch_checked
+from digits.serving.predict import run
+from digits.serving.pyfunc import MAX_BATCH
+from digits.serving.server import model_server
+from digits.tracking.logger import Tracker
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,9 +37,10 @@ def small_params(**changes):
     return params_replace(params, **small)
 
 
-def log_model(store_template: Path, folder: Path, monkeypatch, dataset: str | None = "mnist"):
+def log_model(store_template: Path, folder: Path, monkeypatch, dataset: str = "mnist"):
     """A small CNN, trained a little on band images, logged as the train stage logs it (run tag
-    ``dataset``) into a SQLite store in ``folder``; MLFLOW_TRACKING_URI names the store."""
+    and model config ``dataset``) into a SQLite store in ``folder``; MLFLOW_TRACKING_URI names
+    the store."""
     database = folder / "mlflow.db"
     shutil.copy(store_template, database)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{database}")
@@ -46,9 +48,10 @@ def log_model(store_template: Path, folder: Path, monkeypatch, dataset: str | No
     model = training.train(small_params(), tiny_split(300, seed=1), tiny_split(50, seed=2)).model
     experiment = mlflow.create_experiment("t", artifact_location=(folder / "art").as_uri())
     with mlflow.start_run(experiment_id=experiment) as run:
-        if dataset is not None:
+        if dataset:
             mlflow.set_tag("dataset", dataset)
-        uri = Tracker(run.info.run_id).log_model(model, tiny_split(1, seed=0).x, name="tiny-cnn")
+        example = tiny_split(1, seed=0).x
+        uri = Tracker(run.info.run_id).log_model(model, example, name="tiny-cnn", dataset=dataset)
     return model, uri
 
 
@@ -171,7 +174,7 @@ def test_in_process_a_bad_image_is_named_and_too_many_are_refused(mnist_model, t
 def test_a_model_whose_run_names_no_dataset_says_so_for_images(
     tmp_path, store_template, monkeypatch
 ):
-    _, uri = log_model(store_template, tmp_path, monkeypatch, dataset=None)
+    _, uri = log_model(store_template, tmp_path, monkeypatch, dataset="")
     loaded = mlflow.pyfunc.load_model(uri)
     png = image_files(tmp_path / "files")[0].read_bytes()
     with pytest.raises(mlflow.exceptions.MlflowException, match="does not record its dataset"):

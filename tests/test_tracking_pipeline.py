@@ -3,6 +3,7 @@ showing it. Runs that fail, are killed or come from the DVC queue: test_tracking
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import urllib.parse
@@ -11,14 +12,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from browser import chromium
 from conftest import ProjectCopy, make_project, make_tiny_mirror
+from PIL import Image
 from ruamel.yaml import YAML
 from runstore import client, enable_tracking, runs_of
 
-from digits import run_values, tracking
-from digits.servers import free_port, running
+from digits.runtime.local_servers import free_port, running
+from digits.tracking import run_values, stage_run
 
 pytestmark = pytest.mark.slow
 
@@ -40,14 +43,14 @@ def tracked(tmp_path_factory, store_template) -> ProjectCopy:
     return project
 
 
-def test_a_tiny_run_logs_params_metrics_tags_artifacts_and_a_loadable_model(tracked):
+def test_a_tiny_run_logs_params_metrics_tags_artifacts_and_a_loadable_model(tracked, monkeypatch):
     import keras
     import mlflow
 
     (run,) = runs_of(tracked)
     store = client(tracked)
     assert run.info.status == "FINISHED"
-    assert tracking.read_run_file(tracked.root / "models" / "mlflow_run.json") == run.info.run_id
+    assert stage_run.read_run_file(tracked.root / "models" / "mlflow_run.json") == run.info.run_id
 
     raw = YAML(typ="safe", pure=True).load((tracked.root / "params.yaml").read_text())
     for section in ("data", "train", "evaluate", "visualize", "tracking"):
@@ -129,12 +132,19 @@ def test_a_tiny_run_logs_params_metrics_tags_artifacts_and_a_loadable_model(trac
     model_uri = json.loads((tracked.root / "models" / "mlflow_run.json").read_text())["model_uri"]
     assert mlflow.models.get_model_info(model_uri).name == "tiny-cnn"
     logged = mlflow.pyfunc.load_model(model_uri)
-    (spec,) = logged.metadata.get_input_schema().inputs
-    assert tuple(spec.shape) == (-1, 28, 28, 1)
+    assert logged.metadata.get_input_schema().input_names() == ["image"]
     reference = keras.models.load_model(tracked.root / "models" / "model.keras")
-    np.testing.assert_allclose(
-        logged.predict(image), reference.predict(image, verbose=0), rtol=1e-5, atol=1e-6
-    )
+    logits = reference.predict(image, verbose=0)
+    np.testing.assert_allclose(logged._model_impl.predict(image), logits, rtol=1e-5, atol=1e-6)
+    # The same image as a PNG file: the class name and probabilities of the same logits (the
+    # class names from the project's datasets.yaml).
+    monkeypatch.chdir(tracked.root)
+    png = io.BytesIO()
+    Image.fromarray(np.round(image[0, ..., 0] * 255).astype(np.uint8)).save(png, format="PNG")
+    (row,) = logged.predict(pd.DataFrame({"image": [png.getvalue()]})).to_dict("records")
+    expected = np.exp(logits[0] - logits[0].max()) / np.exp(logits[0] - logits[0].max()).sum()
+    assert row["class_name"] == f"class{expected.argmax()}"
+    np.testing.assert_allclose(row["probabilities"], expected, atol=1e-5)
     (version,) = store.search_model_versions(f"name='{REGISTERED_NAME}'")
     assert version.run_id == run.info.run_id
 
