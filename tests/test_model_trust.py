@@ -24,8 +24,8 @@ from digits.model.networks import build_model
 from digits.params import load_params
 from digits.params import replace as params_replace
 from digits.serving.logged_model import KERAS_SHA256_TAG
+from digits.serving.model_format import sha256_of
 from digits.serving.predict import run
-from digits.serving.pyfunc import sha256_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,8 +20,8 @@ from PIL import Image
 from digits.model import training
 from digits.params import load_params
 from digits.params import replace as params_replace
-from digits.serving.image_requests import IMAGE_COLUMN
 from digits.serving.logged_model import fetch_checked
+from digits.serving.model_format import IMAGE_COLUMN
 from digits.serving.predict import run
 from digits.serving.pyfunc import MAX_BATCH
 from digits.serving.server import model_server

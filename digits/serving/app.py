@@ -10,7 +10,7 @@ loads it with ``digits.serving.pyfunc`` in Keras safe mode, for the dataset its 
 A request holds image files or a tensor. MLflow's server parses a body against one schema,
 and a schema is either tensors or columns, so the served model declares none: it sends
 images to ``LogitsModel.predict_images`` and anything else through MLflow's check of the
-tensor signature (``digits.serving.pyfunc.model_signature``) to ``predict_tensor``, after
+tensor signature (``digits.serving.model_format.model_signature``) to ``predict_tensor``, after
 casting JSON numbers to float32 as MLflow's parser does against that signature.
 
 Requests: a body over ``MAX_BODY_BYTES`` is answered 413 before it is parsed (MLflow's
@@ -112,7 +112,7 @@ class ServedModel:
         from mlflow.models import Model
         from mlflow.pyfunc import PyFuncModel
 
-        from digits.serving.pyfunc import model_signature
+        from digits.serving.model_format import model_signature
 
         self.model = model
         self.tensors = PyFuncModel(model_meta=Model(signature=model_signature()), model_impl=model)

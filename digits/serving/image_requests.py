@@ -1,7 +1,7 @@
 """Image files sent to the served model: found in a request, prepared, answered with names.
 
 A request's images are PNG or JPEG files, as ``bytes`` or as base64 text (JSON), in one
-column (``IMAGE_COLUMN`` in the logged signature). Each is prepared by
+column (``model_format.IMAGE_COLUMN`` in the logged signature). Each is prepared by
 ``digits.serving.images.prepare_image``, the function ``digits-predict`` uses, so a file gets
 the same checks, caps and input either way; a file that fails is named by its index in the
 request (from 0). The answer has one row per image: ``class_index``, ``class_name`` (from
@@ -19,30 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from digits.serving.pyfunc import invalid_input
-
-IMAGE_COLUMN = "image"  # the input column of the logged signature
-
-
-def image_signature():
-    """The signature a model is logged with: image files in, one row per image out.
-
-    Input: a column ``image`` of PNG or JPEG bytes (base64 in JSON). Output: ``class_index``
-    (long), ``class_name`` (string) and ``probabilities`` (array of double). An MLflow schema
-    holds tensors or columns, never both, so the tensor input the model also takes is not
-    in it (``digits.serving.pyfunc.model_signature``).
-    """
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, DataType, Schema
-    from mlflow.types.schema import Array
-
-    return ModelSignature(
-        inputs=Schema([ColSpec(DataType.binary, IMAGE_COLUMN)]),
-        outputs=Schema([
-            ColSpec(DataType.long, "class_index"),
-            ColSpec(DataType.string, "class_name"),
-            ColSpec(Array(DataType.double), "probabilities"),
-        ]),
-    )  # fmt: skip
 
 
 def image_files_of(model_input: object) -> list[bytes | str] | None:
@@ -137,15 +113,3 @@ def classify(
         "class_name": [class_names[k] for k in indices],
         "probabilities": [row.tolist() for row in probabilities],
     })  # fmt: skip
-
-
-def example_frame(images: np.ndarray):
-    """The first of (n, 28, 28, 1) float32 images as a PNG file in a one-row DataFrame: a
-    logged model's input example."""
-    import pandas as pd
-    from PIL import Image
-
-    pixels = np.round(np.clip(images[0, ..., 0], 0.0, 1.0) * 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return pd.DataFrame({IMAGE_COLUMN: [buffer.getvalue()]})

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from digits.errors import PipelineError
-from digits.serving.pyfunc import KERAS_FILE, ModelFileError, check_keras_file
+from digits.serving.model_format import KERAS_FILE, ModelFileError, check_keras_file
 
 KERAS_SHA256_TAG = "digits.keras_sha256"  # run tag: SHA-256 of the logged .keras file
 LOADER_MODULE = "digits.serving.pyfunc"

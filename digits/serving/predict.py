@@ -69,7 +69,7 @@ def load_predictor(model: str) -> tuple[Callable[[np.ndarray], np.ndarray], str 
     """
     from digits.errors import DataError
     from digits.model.networks import load_model, predict_logits
-    from digits.serving.pyfunc import ModelFileError, check_keras_file
+    from digits.serving.model_format import ModelFileError, check_keras_file
 
     if not is_mlflow_uri(model):
         try:

@@ -20,70 +20,21 @@ The model's dataset (which class names, which preparation) is the ``dataset`` of
 logged model's ``model_config``, set when the train stage logs it.
 
 The digest check against the run (``digits.serving.logged_model``) happens before a file reaches
-``_load_pyfunc``: MLflow hands a loader module only a path. NumPy is the only import at load;
+``_load_pyfunc``: MLflow hands a loader module only a path (``digits.serving.model_format``
+says what a logged model holds). NumPy is the only import at load;
 TensorFlow and MLflow are imported when a model is loaded or refuses an input.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from digits.data.shapes import IMAGE_SHAPE, NUM_CLASSES
+from digits.serving.model_format import check_keras_file
 
-KERAS_FILE = "model.keras"  # the model's data file, ``data/model.keras`` in a logged model
 MAX_BATCH = 1024  # images in one call (one request); larger batches are refused
-_CHUNK = 1 << 20  # bytes read at a time when hashing
-
-
-class ModelFileError(ValueError):
-    """A model file that is not loaded: not ``.keras``, or not the file the run recorded."""
-
-
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    """The SHA-256 of a file's bytes, as 64 lowercase hex digits."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def check_keras_file(path: str | os.PathLike[str], sha256: str | None = None) -> Path:
-    """``path`` if it names a ``.keras`` file (and, given ``sha256``, has that digest).
-
-    Raises:
-        ModelFileError: Another suffix (``.h5`` and SavedModel folders are not loaded), or
-            a digest other than ``sha256``.
-        FileNotFoundError: Given ``sha256``, the file is missing.
-    """
-    path = Path(path)
-    if path.suffix != ".keras" or path.is_dir():
-        raise ModelFileError(f"{path} is not a .keras file; only .keras models are loaded")
-    if sha256 is not None and sha256_of(path) != sha256:
-        raise ModelFileError(
-            f"{path.name} is not the file its run recorded (SHA-256 differs): it was replaced "
-            "after training; log the model again from a trusted training run"
-        )
-    return path
-
-
-def model_signature():
-    """The tensor signature: (-1, 28, 28, 1) float32 -> (-1, 10) float32 logits.
-
-    MLflow's scoring server checks tensor requests against it (``digits.serving.app``).
-    """
-    from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
-
-    return ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *IMAGE_SHAPE))]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, NUM_CLASSES))]),
-    )
 
 
 class LogitsModel:

@@ -251,7 +251,7 @@ class Tracker:
         ``digits.serving.pyfunc`` as its loader: no pickle and no code travel with it. The file's
         SHA-256 becomes the run's tag ``KERAS_SHA256_TAG``, which predicting and serving check
         the file against (``digits.serving.logged_model``). Signature: image files in, class
-        names out (``image_requests.image_signature``); the dataset is its ``model_config``.
+        names out (``model_format.image_signature``); the dataset is its ``model_config``.
 
         Args:
             model: The trained ``keras.Model``.
@@ -269,27 +269,26 @@ class Tracker:
 
         import mlflow
 
-        from digits.serving import pyfunc
-        from digits.serving.image_requests import example_frame, image_signature
-        from digits.serving.logged_model import KERAS_SHA256_TAG
+        from digits.serving import model_format
+        from digits.serving.logged_model import KERAS_SHA256_TAG, LOADER_MODULE
 
         lines: list[str] = []
         model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line))
         with self._artifact_errors("keras_summary.txt"):
             mlflow.log_text("\n".join(lines) + "\n", "keras_summary.txt")
         with tempfile.TemporaryDirectory() as scratch, self._artifact_errors(name):
-            keras_path = Path(scratch) / pyfunc.KERAS_FILE
+            keras_path = Path(scratch) / model_format.KERAS_FILE
             model.save(keras_path)
-            mlflow.set_tag(KERAS_SHA256_TAG, pyfunc.sha256_of(keras_path))
+            mlflow.set_tag(KERAS_SHA256_TAG, model_format.sha256_of(keras_path))
             # MLflow's pyfunc logger says it validates the input example: a line per
             # training run that asks nothing of the user.
             with quiet_logger("mlflow.pyfunc"), quiet_logger("mlflow.models"):
                 logged = mlflow.pyfunc.log_model(
                     name=name,
-                    loader_module=pyfunc.__name__,
+                    loader_module=LOADER_MODULE,
                     data_path=str(keras_path),
-                    signature=image_signature(),
-                    input_example=example_frame(example),
+                    signature=model_format.image_signature(),
+                    input_example=model_format.example_frame(example),
                     model_config={"dataset": dataset} if dataset else None,
                     # Not the working folder's uv project, which logged_model refuses in a model.
                     uv_project_path=scratch,
