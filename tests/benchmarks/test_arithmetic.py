@@ -4,7 +4,7 @@ import pytest
 from helpers.paths import REPO_ROOT
 
 from benchmarks import arithmetic
-from digits.models import build_model
+from digits.model.networks import build_model
 from digits.params import load_params
 from digits.params import replace as params_replace
 

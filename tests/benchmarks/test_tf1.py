@@ -6,7 +6,7 @@ import tensorflow as tf
 from helpers.paths import REPO_ROOT
 
 from benchmarks import tf1
-from digits.models import build_model
+from digits.model.networks import build_model
 from digits.params import load_params
 from digits.params import replace as params_replace
 

@@ -17,7 +17,7 @@ from helpers.failures import TIMING_KEYS, leftovers, start_long_training, start_
 from helpers.paths import REPO_ROOT
 
 from digits.errors import DataError, PipelineError
-from digits.models import load_model
+from digits.model.networks import load_model
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ from conftest import ProjectCopy, make_project, make_tiny_mirror
 from helpers.dvcqueue import WAIT_S, experiments, with_data
 from ruamel.yaml import YAML
 
-from digits.servers import free_port
+from digits.runtime.local_servers import free_port
 from search.experiments import SUCCESS
 
 # Each test runs several experiments; on a loaded 2-core machine that can take many minutes.

@@ -3,6 +3,7 @@ exactly the modules each stage imports, so a change to any of them reruns the st
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from helpers.layout import files_importing_test_files, untested_packages, untest
 from helpers.paths import REPO_ROOT, TESTS
 from ruamel.yaml import YAML
 
-from digits import imports
+from digits.runtime import imports
 
 
 def library_closure(script: Path) -> set[str]:
@@ -92,3 +93,51 @@ def test_no_test_file_imports_another_and_no_two_share_a_name():
     assert files_importing_test_files(TESTS) == {}
     names = [path.name for path in TESTS.rglob("test_*.py")]
     assert sorted(name for name in set(names) if names.count(name) > 1) == []
+
+
+PACKAGES = ("digits", "stages", "review", "search", "teamstack", "benchmarks")
+MAX_TOP_LEVEL_MODULES = 8
+MAX_LINES = 300
+
+
+def repository_modules() -> list[Path]:
+    """Every .py file of the repository's packages (tests aside)."""
+    return sorted(path for folder in PACKAGES for path in (REPO_ROOT / folder).rglob("*.py"))
+
+
+def test_the_library_top_holds_few_modules():
+    top = sorted(path.name for path in (REPO_ROOT / "digits").glob("*.py"))
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, f"digits/ holds {len(top)} modules: {top}"
+
+
+def test_every_library_sub_package_says_what_belongs_in_it():
+    subpackages = [path for path in (REPO_ROOT / "digits").iterdir() if path.is_dir()]
+    subpackages = [path for path in subpackages if path.name != "__pycache__"]
+    assert subpackages, "digits/ has no sub-packages"
+    for folder in subpackages:
+        init = folder / "__init__.py"
+        assert init.is_file(), f"{folder.relative_to(REPO_ROOT)} has no __init__.py"
+        tree = ast.parse(init.read_text())
+        docstring = ast.get_docstring(tree)
+        assert docstring and len(docstring.split()) >= 12, f"{init} has no docstring"
+        # Only the docstring: importing a sibling module never loads TensorFlow or MLflow
+        # through a package, and dvc.yaml's deps (the modules) are the whole of a stage's code.
+        assert len(tree.body) == 1, f"{init.relative_to(REPO_ROOT)} holds more than a docstring"
+
+
+def test_no_source_file_is_over_the_line_limit():
+    long = {
+        path.relative_to(REPO_ROOT).as_posix(): lines
+        for path in repository_modules()
+        if (lines := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert not long, f"over {MAX_LINES} lines: {long}"
+
+
+def test_no_two_modules_share_a_file_name():
+    places: dict[str, list[str]] = {}
+    for path in repository_modules():
+        if path.name != "__init__.py":
+            places.setdefault(path.name, []).append(path.relative_to(REPO_ROOT).as_posix())
+    twins = {name: paths for name, paths in places.items() if len(paths) > 1}
+    assert not twins, f"modules that share a name: {twins}"

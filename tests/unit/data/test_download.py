@@ -10,8 +10,8 @@ import pytest
 from helpers.downloads import FAST_FETCH, names_in
 from helpers.paths import REPO_ROOT
 
-from digits.datasets import FILE_NAMES, TRAIN_IMAGES, TRAIN_LABELS
-from digits.fetch import (
+from digits.data.catalog import FILE_NAMES, TRAIN_IMAGES, TRAIN_LABELS
+from digits.data.fetch import (
     DownloadError,
     FetchError,
     FetchSettings,

@@ -9,7 +9,7 @@ import pytest
 from helpers.paths import REPO_ROOT
 
 from digits.errors import ParamsError
-from digits.threads import apply_thread_budget
+from digits.runtime.threads import apply_thread_budget
 
 
 def test_budget_sets_both_tensorflow_pools():
@@ -35,7 +35,7 @@ def thread_count(budget: str) -> int:
     """Threads of a fresh process that applied ``budget`` and ran one TensorFlow op."""
     code = (
         "import os\n"
-        "from digits.threads import apply_thread_budget\n"
+        "from digits.runtime.threads import apply_thread_budget\n"
         "apply_thread_budget()\n"
         "import tensorflow as tf\n"
         "tf.linalg.matmul(tf.ones([64, 64]), tf.ones([64, 64])).numpy()\n"

@@ -1,8 +1,8 @@
 import pytest
 from helpers.paths import REPO_ROOT
 
-from digits import run_values
 from digits.params import load_params, read_yaml
+from digits.tracking import run_values
 
 
 def test_every_param_gets_its_dotted_name_and_yaml_spelling():
