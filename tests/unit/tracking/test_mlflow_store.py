@@ -106,34 +106,43 @@ def test_a_missing_store_is_created(tmp_path):
     assert (tmp_path / "mlflow.db").stat().st_size > 0
 
 
-# A moved workspace (issue 19, item 3): artifacts follow the store.
+# A moved workspace: MLflow cannot change the absolute artifact locations it recorded, so the
+# store is refused (nothing logs into, or re-creates, the old folder) with what to do.
 
 
-def test_a_moved_store_points_its_artifact_locations_at_its_new_folder(tmp_path, store_template):
+def test_a_moved_store_is_refused_with_what_to_do_and_left_as_it_is(tmp_path, store_template):
     import mlflow
 
     old = tmp_path / "old"
     store = store_in(old, store_template)
     experiment = store_access.open_store(store, "digits")
-    run_id = mlflow.MlflowClient(store.tracking_uri).create_run(experiment).info.run_id
-    (old / "renamed_100%_done").mkdir()  # % and _ are SQL wildcards: must not match
-    other = mlflow.MlflowClient(store.tracking_uri).create_experiment(
-        "elsewhere", artifact_location=(old / "renamed_100%_done").as_uri()
-    )
-    old.rename(tmp_path / "new")
+    mlflow.MlflowClient(store.tracking_uri).create_run(experiment)
     new = tmp_path / "new"
+    old.rename(new)
+    before = (new / "mlflow.db").read_bytes()
 
     moved = mlflow_store.resolve_store({"DVC_ROOT": str(new)}, new)
-    store_access.open_store(moved, "digits")
+    with pytest.raises(mlflow_store.StoreError) as refused:
+        store_access.open_store(moved, "digits")
 
-    client = mlflow.MlflowClient(moved.tracking_uri)
-    assert client.get_experiment(experiment).artifact_location == (new / "mlartifacts").as_uri()
-    assert client.get_run(run_id).info.artifact_uri == (
-        f"{(new / 'mlartifacts').as_uri()}/{run_id}/artifacts"
-    )
-    assert client.get_experiment(other).artifact_location == (
-        (old / "renamed_100%_done").as_uri()
-    ), "only locations under an mlartifacts folder move"
+    message = str(refused.value)
+    assert f"was made in {old}, and this workspace is {new}" in message
+    assert f"Move the workspace back to {old}" in message
+    assert f"mv '{new / 'mlflow.db'}' '{new / 'mlflow.db'}.moved'" in message
+    assert "\n" not in message
+    assert (new / "mlflow.db").read_bytes() == before
+    assert not old.exists(), "the old workspace folder was re-created"
+
+
+def test_a_moved_store_set_aside_as_the_refusal_says_gives_a_new_store(tmp_path, store_template):
+    old = tmp_path / "old"
+    store_access.open_store(store_in(old, store_template), "digits")
+    new = tmp_path / "new"
+    old.rename(new)
+    (new / "mlflow.db").rename(new / "mlflow.db.moved")
+
+    moved = mlflow_store.resolve_store({"DVC_ROOT": str(new)}, new)
+    assert store_access.open_store(moved, "digits")
     assert not old.exists()
 
 

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import shutil
 import signal
 from pathlib import Path
@@ -11,6 +12,7 @@ from digits.errors import DataError, PipelineError, Terminated
 from digits.params import TrackingParams, load_params
 from digits.runtime.atomic import Outputs
 from digits.tracking import stage_run
+from digits.tracking.mlflow_store import StoreError
 
 
 def test_run_file_holds_an_id_or_null(tmp_path):
@@ -212,10 +214,10 @@ def test_a_deleted_run_is_an_error_naming_the_fix(workspace):
         pass
 
 
-def test_after_the_workspace_moves_artifacts_land_in_its_new_folder(workspace, monkeypatch):
-    """Issue 19, item 3: the store records absolute locations; a moved workspace must not
-    log into (and re-create) its old folder."""
-    run_id = finished_run(workspace)
+def test_after_the_workspace_moves_a_stage_refuses_and_logs_nothing(workspace, monkeypatch):
+    """The store records absolute locations, which MLflow cannot change: a moved workspace
+    must not log into (and re-create) its old folder; its stage stops with what to do."""
+    finished_run(workspace)
     moved = workspace.parent / f"{workspace.name}-moved"
     workspace.rename(moved)
     monkeypatch.chdir(moved)
@@ -224,10 +226,11 @@ def test_after_the_workspace_moves_artifacts_land_in_its_new_folder(workspace, m
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     (moved / "metrics.json").write_text("{}")
 
-    with stage_run.model_run(ON, moved / "run.json") as run:
+    with (
+        pytest.raises(StoreError, match=re.escape(f"Move the workspace back to {workspace}")),
+        stage_run.model_run(ON, moved / "run.json") as run,
+    ):
         run.log_files("metrics.json")
 
-    assert run.run_id == run_id
     assert not workspace.exists(), "the old workspace folder was re-created"
-    assert (moved / "mlartifacts" / run_id / "artifacts" / "metrics.json").is_file()
-    assert [item.path for item in client(moved).list_artifacts(run_id)] == ["metrics.json"]
+    assert not list(moved.glob("mlartifacts/**/metrics.json")), "a file was logged"
