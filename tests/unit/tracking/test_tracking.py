@@ -12,6 +12,7 @@ from digits.errors import DataError, PipelineError, Terminated
 from digits.params import TrackingParams, load_params
 from digits.runtime.atomic import Outputs
 from digits.tracking import stage_run
+from digits.tracking.logger import NullTracker, Tracker
 from digits.tracking.mlflow_store import StoreError
 
 
@@ -53,10 +54,21 @@ def test_with_tracking_off_nothing_is_logged_and_the_run_file_says_null(tmp_path
         run.log_step(1, {"train_loss": 1.0, "val_accuracy": 0.0})
         run.log_metrics({"a": 1}, "x/")
         run.log_files(tmp_path / "run.json")
+        run.set_tags({"machine.cpu": "x"})
+        run.log_missing_steps([(1, {"train_loss": 1.0})])
+        run.log_data({"train": tmp_path / "missing.npz"}, dataset="mnist")
+        assert run.log_model(model=None, example=None) is None
+        assert str(run) == "MLflow tracking is off (tracking.enabled: false)"
     assert json.loads((tmp_path / "run.json").read_text()) == {"run_id": None}
     with stage_run.model_run(OFF, tmp_path / "run.json") as run:
         assert run.run_id is None
     assert not list(tmp_path.glob("mlflow.db*")) and not (tmp_path / "mlartifacts").exists()
+
+
+def test_the_tracker_of_tracking_off_overrides_every_logging_call():
+    """A call NullTracker inherited would run Tracker's, which logs into a run that is None."""
+    public = {name for name in vars(Tracker) if not name.startswith("_")}
+    assert public <= set(vars(NullTracker)), public - set(vars(NullTracker))
 
 
 @pytest.fixture
