@@ -5,12 +5,11 @@ Each test asks the package registry (as CI may: no other network), through the u
 """
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from helpers.paths import REPO_ROOT
+from helpers.paths import REPO_ROOT, uv
 
 # uv's names for the platforms of [tool.uv] environments (pyproject.toml); TensorFlow's Linux
 # wheels are manylinux_2_27.
@@ -21,15 +20,6 @@ PLATFORMS = {
     "windows-x86_64": "x86_64-pc-windows-msvc",
 }
 EXTRAS = ["--extra", "cpu", "--extra", "test", "--extra", "team", "--extra", "search"]
-
-
-def uv() -> str:
-    found = REPO_ROOT / "build" / "uv" / "bin" / "uv"
-    if found.is_file():
-        return str(found)
-    on_path = shutil.which("uv")
-    assert on_path, "uv is not installed: run `make install` (it installs uv into build/uv)"
-    return on_path
 
 
 def run_uv(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
