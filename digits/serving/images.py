@@ -4,7 +4,11 @@ The steps follow how the datasets were made:
 
 - grey (Pillow's ``L``; transparent pixels count as white paper);
 - light content on a dark background: an image whose border is mostly light is inverted;
-- the contrast stretched to 0..255 (a pencil photo's grey paper becomes black);
+- photos made even: a 3x3 median takes out sensor noise, and (digits) the paper's uneven
+  light, a smooth surface fitted to the background, is divided out (``_denoised``);
+- content is what lies above Otsu's threshold, chosen from the image's own histogram; the
+  background, with what spread the noise left it, goes to 0 and the brightest ink to 1 (a
+  pencil photo's grey paper becomes black);
 - digits (MNIST): the content's bounding box fitted into 20x20 keeping its aspect, then
   placed in 28x28 so that its centre of mass is at the centre;
 - garments (Fashion-MNIST, which was made by trimming, fitting the longest side into 28 and
@@ -33,14 +37,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFilter, UnidentifiedImageError
 
 from digits.errors import DataError
 
 SIZE = 28
 DIGIT_BOX = 20  # MNIST: "normalized to fit in a 20x20 pixel box"
 MIN_SIDE = 8  # smaller images hold no recognisable digit or garment
-CONTENT_LEVEL = 0.25  # after stretching: pixels above this fraction of white are content
+DENOISE_SIDE = 64  # pixels: smaller images are not median-filtered
+BACKGROUND_SIDE = 64  # pixels: the long side of the copy the background light is fitted on
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 FORMATS = ("PNG", "JPEG")  # the only Pillow plugins a user's file is offered to
 MAX_PIXELS = 50_000_000  # width x height an image may declare: a 48-megapixel photo fits
@@ -159,12 +164,17 @@ def to_training_format(image: Image.Image, style: str = "digits") -> np.ndarray:
         grey = 255 - grey
     if grey.shape == (SIZE, SIZE):
         return grey.astype(np.float32) / 255.0
-    low, high = int(grey.min()), int(grey.max())
-    if high == low:
+    if int(grey.min()) == int(grey.max()):
         raise ImageError("blank image: one grey level, nothing to recognise")
-    stretched = (grey.astype(np.float32) - low) / (high - low)  # background ~0, content ~1
-    rows = np.flatnonzero((stretched > CONTENT_LEVEL).any(axis=1))
-    columns = np.flatnonzero((stretched > CONTENT_LEVEL).any(axis=0))
+    values = np.asarray(_denoised(grey, style), dtype=np.float32)
+    level = otsu_threshold(values)
+    rows = np.flatnonzero((values > level).any(axis=1))
+    columns = np.flatnonzero((values > level).any(axis=0))
+    # Background at 0, the brightest content at 1: the background's own spread (what noise
+    # the median left) is cut off with it, so it does not grey the canvas.
+    background = values[values <= level]
+    low = min(level, float(background.mean() + 3 * background.std()))
+    stretched = np.clip((values - low) / (float(values.max()) - low), 0.0, 1.0)
     content = stretched[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
     box = DIGIT_BOX if style == "digits" else SIZE
     fitted = _fit(content, box)
@@ -183,6 +193,58 @@ def to_training_format(image: Image.Image, style: str = "digits") -> np.ndarray:
         top, left = (SIZE - height) // 2, (SIZE - width) // 2
     canvas[top : top + height, left : left + width] = fitted
     return canvas
+
+
+def _denoised(grey: np.ndarray, style: str) -> Image.Image:
+    """A light-on-dark (h, w) uint8 image with sensor noise and uneven light taken out.
+
+    A 3x3 median removes single-pixel noise (on images of at least ``DENOISE_SIDE`` pixels a
+    side: on smaller ones it would eat thin strokes). For digits, the background's light is a
+    smooth surface (quadratic in x and y) fitted to the pixels under Otsu's threshold on a
+    copy ``BACKGROUND_SIDE`` pixels long, so strokes of any width leave it; each pixel is then
+    taken relative to it, as ink is a fraction of the light falling on the paper. Garments
+    fill their image and keep their light.
+    """
+    image = Image.fromarray(grey)
+    if min(grey.shape) >= DENOISE_SIDE:
+        image = image.filter(ImageFilter.MedianFilter(3))
+    if style != "digits":
+        return image
+    height, width = grey.shape
+    scale = BACKGROUND_SIDE / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = np.asarray(image.resize(size, Image.Resampling.BOX), np.float64)
+    paper = small <= otsu_threshold(small)
+    coefficients = np.linalg.lstsq(_surface_terms(*small.shape)[paper], small[paper], rcond=None)[
+        0
+    ]
+    light = _surface_terms(height, width) @ coefficients  # the background level, (h, w)
+    flat = (np.asarray(image, np.float64) - light) * 255 / np.maximum(255 - light, 1)
+    return Image.fromarray(np.clip(flat, 0, 255).astype(np.uint8))
+
+
+def _surface_terms(height: int, width: int) -> np.ndarray:
+    """(height, width, 6): 1, x, y, x², xy, y² at each pixel, x and y from -0.5 to 0.5."""
+    rows, columns = np.mgrid[0:height, 0:width]
+    y = rows / max(height - 1, 1) - 0.5
+    x = columns / max(width - 1, 1) - 0.5
+    return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)
+
+
+def otsu_threshold(values: np.ndarray) -> float:
+    """Otsu's threshold of (h, w) grey levels in 0..255: the level that splits the histogram
+    into two classes of least spread within each (scikit-image's ``threshold_otsu``, which
+    the project does not otherwise need)."""
+    counts = np.bincount(np.clip(values, 0, 255).astype(np.int64).ravel(), minlength=256)
+    levels = np.arange(256, dtype=np.float64)
+    weight_low = np.cumsum(counts)[:-1]
+    weight_high = counts.sum() - weight_low
+    sum_low = np.cumsum(counts * levels)[:-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_low = sum_low / weight_low
+        mean_high = (sum_low[-1] + counts[-1] * 255.0 - sum_low) / weight_high
+        between = weight_low * weight_high * (mean_low - mean_high) ** 2
+    return float(np.nanargmax(between))
 
 
 def _fit(content: np.ndarray, box: int) -> np.ndarray:
