@@ -215,10 +215,11 @@ def _denoised(grey: np.ndarray, style: str) -> Image.Image:
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     small = np.asarray(image.resize(size, Image.Resampling.BOX), np.float64)
     paper = small <= otsu_threshold(small)
-    coefficients = np.linalg.lstsq(_surface_terms(*small.shape)[paper], small[paper], rcond=None)[
-        0
-    ]
-    light = _surface_terms(height, width) @ coefficients  # the background level, (h, w)
+    terms = _surface_terms(*small.shape)[paper]  # least squares by its normal equations
+    c = np.linalg.lstsq(terms.T @ terms, terms.T @ small[paper], rcond=None)[0]
+    rows, columns = np.ogrid[0:height, 0:width]
+    y, x = rows / max(height - 1, 1) - 0.5, columns / max(width - 1, 1) - 0.5
+    light = c[0] + c[1] * x + c[2] * y + c[3] * x * x + c[4] * x * y + c[5] * y * y  # (h, w)
     flat = (np.asarray(image, np.float64) - light) * 255 / np.maximum(255 - light, 1)
     return Image.fromarray(np.clip(flat, 0, 255).astype(np.uint8))
 
