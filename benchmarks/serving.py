@@ -2,7 +2,8 @@
 
 Starts the server as ``make serve`` does (local environment, 127.0.0.1), then over one
 kept-alive HTTP connection times one-image requests (JSON, median and p95 latency) and
-256-image requests (Parquet, images/s; JSON once, for comparison). In this process it then
+256-image requests (Parquet, images/s; JSON once, for comparison), then the same for image
+requests: PNG files, 28 and 200 pixels a side, base64 in JSON. In this process it then
 splits a request's time into MLflow's own steps on the same logged model: parsing the body,
 schema check plus predict (``PyFuncModel.predict``), the bare compiled forward pass, and
 writing the JSON answer.
@@ -101,6 +102,50 @@ def http_figures(base: str, images: np.ndarray, singles: int, batches: int) -> d
     }
 
 
+def png_files(images: np.ndarray, side: int) -> list[bytes]:
+    """(n, 28, 28, 1) float32 images as PNG files ``side`` pixels a side; above 28, dark on
+    light paper as a photo of a digit is, so that every step of the preparation runs."""
+    from PIL import Image
+
+    files = []
+    for image in np.round(images[..., 0] * 255).astype(np.uint8):
+        picture = Image.fromarray(image if side == 28 else 255 - image)
+        buffer = io.BytesIO()
+        picture.resize((side, side), Image.Resampling.BICUBIC).save(buffer, "PNG")
+        files.append(buffer.getvalue())
+    return files
+
+
+def image_body(files: list[bytes]) -> bytes:
+    """An image request: ``{"inputs": [base64 of each file]}``."""
+    import base64
+
+    return json.dumps({"inputs": [base64.b64encode(f).decode() for f in files]}).encode()
+
+
+def image_figures(base: str, images: np.ndarray, singles: int, batches: int) -> dict:
+    """Per PNG size (28 and 200 pixels a side): one-image latency and 256-image throughput
+    of image requests (base64 PNGs in JSON) over HTTP, class names in the answer."""
+    address = urllib.parse.urlsplit(base)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=300)
+    figures = {}
+    try:
+        for side in (28, 200):
+            files = png_files(images[:BATCH], side)
+            one, batch = image_body(files[:1]), image_body(files)
+            latency = timed(lambda one=one: post(connection, one, JSON), singles)
+            batch_times = timed(lambda batch=batch: post(connection, batch, JSON), batches)
+            figures[f"png_{side}"] = {
+                "one_image_ms_median": 1000 * statistics.median(latency),
+                "one_image_ms_p95": 1000 * float(np.percentile(latency, 95)),
+                "batch_images_per_second": BATCH / statistics.median(batch_times),
+                "batch_bytes": len(batch),
+            }
+    finally:
+        connection.close()
+    return figures
+
+
 def breakdown(model_uri: str, images: np.ndarray, repeats: int) -> dict:
     """Median ms of MLflow's steps of one request, in this process, on the served model."""
     from mlflow.pyfunc import scoring_server
@@ -160,8 +205,10 @@ def untrained_model(folder: Path) -> str:
     experiment = mlflow.create_experiment("bench", artifact_location=(folder / "art").as_uri())
     with mlflow.start_run(experiment_id=experiment) as run:
         example = np.zeros((1, 28, 28, 1), np.float32)
+        mlflow.set_tag("dataset", "mnist")  # as the train stage tags its run: images are named
         tracker = Tracker(run.info.run_id)
-        return tracker.log_model(build_model(params), example, name=f"untrained-{params.model}")
+        name = f"untrained-{params.model}"
+        return tracker.log_model(build_model(params), example, name=name, dataset="mnist")
 
 
 def serving_figures(model_uri: str | None, singles: int = 200, batches: int = 20) -> dict:
@@ -175,6 +222,7 @@ def serving_figures(model_uri: str | None, singles: int = 200, batches: int = 20
         load_before = os.getloadavg()
         with model_server(uri, work / "server.log") as base:
             figures = http_figures(base, images, singles, batches)
+            figures["images"] = image_figures(base, images, singles, batches)
         figures["breakdown_ms"] = breakdown(uri, images, repeats=20)
     figures |= {"model": model_uri or "untrained default model", "load_before": load_before}
     figures["load_after"] = os.getloadavg()
@@ -193,6 +241,13 @@ def print_table(figures: dict) -> None:
         f"{figures['batch_json_images_per_second']:,.0f} images/s as JSON "
         f"({figures['batch_json_bytes']:,} bytes)"
     )
+    for name, found in figures.get("images", {}).items():
+        print(
+            f"{name} images (base64 in JSON): one image median "
+            f"{found['one_image_ms_median']:.1f} ms, p95 {found['one_image_ms_p95']:.1f} ms; "
+            f"256 a request {found['batch_images_per_second']:,.0f} images/s "
+            f"({found['batch_bytes']:,} bytes)"
+        )
     print("in-process breakdown (ms, median):")
     for request, steps in figures["breakdown_ms"].items():
         print(f"  {request:<15} " + "  ".join(f"{k} {v:.2f}" for k, v in steps.items()))
