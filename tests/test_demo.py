@@ -40,9 +40,11 @@ from digits.servers import free_port, running
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARAMS = REPO_ROOT / "params.yaml"
 DIGITS = tuple("0123456789")
-# An answer line of the page: three "name (probability)" in digits-predict's format.
-ANSWER_ITEM = re.compile(r"(.+?) \((\d\.\d{4})\)")
-ANSWER = re.compile(rf"{ANSWER_ITEM.pattern}(, {ANSWER_ITEM.pattern}){{2}}")
+# An answer line of the page: three "name (probability)" in digits-predict's format, joined
+# by ", "; ANSWER_ITEM finds each (the separator is not part of a name).
+NAME_AND_PROBABILITY = r"(.+?) \((\d\.\d{4})\)"
+ANSWER = re.compile(rf"{NAME_AND_PROBABILITY}(, {NAME_AND_PROBABILITY}){{2}}")
+ANSWER_ITEM = re.compile(rf"(?:^|, ){NAME_AND_PROBABILITY}")
 
 
 def stroke_digit(label: int, rng: np.random.Generator, paper: int = 255) -> Image.Image:
