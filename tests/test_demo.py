@@ -27,7 +27,7 @@ from browser import chromium
 from makeruns import make_calls
 from PIL import Image, ImageDraw
 
-from digits import demo, training
+from digits import demo, demo_model, training
 from digits.arrays import Split
 from digits.errors import PipelineError
 from digits.images import prepare_image, to_training_format
@@ -114,8 +114,8 @@ def top_three(probabilities: np.ndarray) -> list[tuple[str, str]]:
 def test_a_photo_is_prepared_and_predicted_exactly_as_digits_predict_does(
     stroke_model, photo_of_a_zero, capsys
 ):
-    model = demo.load_demo_model(str(stroke_model), "mnist", PARAMS)
-    result = demo.answer(model, photo_of_a_zero)
+    model = demo_model.load_demo_model(str(stroke_model), "mnist", PARAMS)
+    result = demo_model.answer(model, photo_of_a_zero)
     np.testing.assert_array_equal(result.image, prepare_image(photo_of_a_zero))
     expected = predict_cli(capsys, photo_of_a_zero, stroke_model)
     np.testing.assert_allclose(result.probabilities, expected, rtol=0, atol=1e-12)
@@ -126,7 +126,7 @@ def test_a_photo_is_prepared_and_predicted_exactly_as_digits_predict_does(
 
 
 def test_the_page_says_why_a_file_is_not_predicted(stroke_model, tmp_path):
-    model = demo.load_demo_model(str(stroke_model), "mnist", PARAMS)
+    model = demo_model.load_demo_model(str(stroke_model), "mnist", PARAMS)
     text = tmp_path / "notes.png"
     text.write_text("not an image\n")
     assert demo.page_outputs(model, text) == (
@@ -145,10 +145,10 @@ def test_a_cleared_canvas_is_no_drawing():
 
 def test_a_missing_or_foreign_model_file_is_refused_in_one_line(tmp_path):
     with pytest.raises(PipelineError, match=r"model missing\.keras: missing\.keras not found"):
-        demo.load_demo_model("missing.keras", "mnist", PARAMS)
+        demo_model.load_demo_model("missing.keras", "mnist", PARAMS)
     (tmp_path / "model.h5").write_bytes(b"not loaded")
     with pytest.raises(PipelineError, match=r"only \.keras models are loaded"):
-        demo.load_demo_model(str(tmp_path / "model.h5"), "mnist", PARAMS)
+        demo_model.load_demo_model(str(tmp_path / "model.h5"), "mnist", PARAMS)
 
 
 def test_a_champion_from_the_store_is_loaded_checked_and_a_swapped_file_refused(logged_model):
@@ -156,7 +156,7 @@ def test_a_champion_from_the_store_is_loaded_checked_and_a_swapped_file_refused(
     client = mlflow.MlflowClient()
     version = mlflow.register_model(uri, "digits-cnn")
     client.set_registered_model_alias("digits-cnn", "champion", version.version)
-    model = demo.load_demo_model("models:/digits-cnn@champion", "mnist", PARAMS)
+    model = demo_model.load_demo_model("models:/digits-cnn@champion", "mnist", PARAMS)
     image = np.random.default_rng(0).random((1, 28, 28, 1), dtype=np.float32)
     np.testing.assert_array_equal(
         model.keras_model.predict_on_batch(image), keras_model.predict_on_batch(image)
@@ -166,7 +166,7 @@ def test_a_champion_from_the_store_is_loaded_checked_and_a_swapped_file_refused(
     folder = Path(logged.artifact_location.removeprefix("file://"))
     build_model(small_params(seed=small_params().seed + 1)).save(folder / "data" / "model.keras")
     with pytest.raises(PipelineError, match="SHA-256 differs"):
-        demo.load_demo_model("models:/digits-cnn@champion", "mnist", PARAMS)
+        demo_model.load_demo_model("models:/digits-cnn@champion", "mnist", PARAMS)
 
 
 def hostile(marker: Path) -> str:
