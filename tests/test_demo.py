@@ -81,11 +81,13 @@ def small_params(**changes):
 
 @pytest.fixture(scope="module")
 def stroke_model(tmp_path_factory) -> Path:
-    """A small CNN trained on 300 stroke digits that tells a one from a zero; its .keras file."""
+    """A small CNN trained on 300 stroke digits that tells a one from a zero; its .keras file,
+    where the train stage writes it in a workspace (``models/model.keras``)."""
     params = small_params(steps=120, eval_every=60, learning_rate=1e-3, batch_size=32)
     result = training.train(params, stroke_split(300, seed=1), stroke_split(40, seed=2))
     assert result.metrics["val_accuracy"] == 1.0, result.metrics
-    path = tmp_path_factory.mktemp("stroke-model") / "model.keras"
+    path = tmp_path_factory.mktemp("workspace") / "models" / "model.keras"
+    path.parent.mkdir()
     result.model.save(path)
     return path
 
@@ -311,6 +313,18 @@ def loaded_image_width(driver, selector: str) -> int:
     )
 
 
+def wait_for_pictures(driver) -> None:
+    """Wait until the page shows the network's input (28x28 enlarged) and the layer figure."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 60).until(
+        lambda d: (
+            loaded_image_width(d, "#seen") == 28 * demo.SHOWN_SCALE
+            and loaded_image_width(d, "#layer") > 0
+        )
+    )
+
+
 @pytest.mark.slow
 def test_a_drawn_one_and_zero_are_recognised_and_a_photo_answers_as_digits_predict(
     stroke_model, photo_of_a_zero, recording_proxy, tmp_path, capsys
@@ -324,12 +338,13 @@ def test_a_drawn_one_and_zero_are_recognised_and_a_photo_answers_as_digits_predi
     screenshots.mkdir(parents=True, exist_ok=True)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "digits.demo", "--model", str(stroke_model),
-               "--dataset", "mnist", "--port", str(port)]  # fmt: skip
+    # No --model: the workspace's models/model.keras, as `make demo` runs it there.
+    workspace = stroke_model.parents[1]
+    command = [sys.executable, "-m", "digits.demo", "--dataset", "mnist", "--port", str(port)]
     environment = offline_environment(recording_proxy.url, tmp_path)
     log = tmp_path / "demo.log"
     with (
-        running(command, f"{base}/", log, environment, cwd=tmp_path, timeout=300) as server,
+        running(command, f"{base}/", log, environment, cwd=workspace, timeout=300) as server,
         chromium(OFFLINE_BROWSER) as driver,
     ):
         driver.get(base)
@@ -340,8 +355,7 @@ def test_a_drawn_one_and_zero_are_recognised_and_a_photo_answers_as_digits_predi
         draw(driver, [(0, dy) for dy in range(-90, 91, 10)], "mouse")
         one = next_answer(driver, demo.INSTRUCTIONS)
         assert one[0][0] == "1", one
-        assert loaded_image_width(driver, "#seen") == 28 * demo.SHOWN_SCALE
-        assert loaded_image_width(driver, "#layer") > 0
+        wait_for_pictures(driver)
         # The bin clears the canvas; then a closed loop with a pen.
         driver.find_element(By.CSS_SELECTOR, "#sketch button[aria-label='Clear canvas']").click()
         WebDriverWait(driver, 60).until(
@@ -367,6 +381,7 @@ def test_a_drawn_one_and_zero_are_recognised_and_a_photo_answers_as_digits_predi
         )
         upload_file(driver, photo_of_a_zero)
         uploaded = next_answer(driver, demo.INSTRUCTIONS)
+        wait_for_pictures(driver)
         driver.save_screenshot(str(screenshots / "demo-upload.png"))
         resources = driver.execute_script(
             "return performance.getEntriesByType('resource').map(e => e.name)"
@@ -375,4 +390,4 @@ def test_a_drawn_one_and_zero_are_recognised_and_a_photo_answers_as_digits_predi
     assert uploaded == top_three(predict_cli(capsys, photo_of_a_zero, stroke_model))
     assert resources and all(url.startswith(f"{base}/") for url in resources), resources
     assert recording_proxy.requests == [], "the demo's server tried to reach the internet"
-    assert f"on {base} " in log.read_text()
+    assert f"demo of models/model.keras on {base} " in log.read_text()
