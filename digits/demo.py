@@ -191,7 +191,6 @@ def main(argv: list[str] | None = None) -> None:
     model = load_demo_model(args.model, args.dataset, args.params)
     port = args.port or free_port()
     page = build_page(model)
-    print(f"demo of {model.source} on http://127.0.0.1:{port} (Ctrl+C stops it)", flush=True)
     page.launch(
         prevent_thread_lock=True,  # the wait below stops on SIGTERM as on Ctrl+C
         server_name="127.0.0.1",
@@ -204,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
         mcp_server=False,
         enable_monitoring=False,
     )
+    # Once the page is served: the address opens at once.
+    print(f"demo of {model.source} on http://127.0.0.1:{port} (Ctrl+C stops it)", flush=True)
     serve_until_stopped(page)
 
 

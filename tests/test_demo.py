@@ -14,9 +14,12 @@ import json
 import math
 import os
 import re
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,7 +38,7 @@ from digits.models import build_model
 from digits.params import load_params
 from digits.params import replace as params_replace
 from digits.predict import run as predict_run
-from digits.servers import free_port, running
+from digits.servers import answers, free_port, running
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARAMS = REPO_ROOT / "params.yaml"
@@ -198,6 +201,32 @@ def test_make_demo_passes_model_and_port_as_typed_and_runs_nothing(tmp_path):
     assert demo_call(tmp_path, [f"MODEL={value}"]) == ["--port", "0", "--model", typed]
     assert demo_call(tmp_path, [f"PORT={value}"]) == ["--port", typed]
     assert not marker.exists(), "make demo ran a command from a value"
+
+
+def test_the_printed_address_answers_as_soon_as_it_is_printed(stroke_model, tmp_path):
+    log = tmp_path / "demo.log"
+    command = [sys.executable, "-m", "digits.demo", "--model", str(stroke_model),
+               "--dataset", "mnist"]  # fmt: skip
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, cwd=tmp_path,
+            env=environment, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not (printed := re.search(r" on (http://127\.0\.0\.1:\d+) ", log.read_text())):
+            assert server.poll() is None, f"the demo exited:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"no address printed:\n{log.read_text()}"
+            time.sleep(0.05)
+        assert answers(f"{printed[1]}/"), "the address was printed before the page was served"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
 
 
 class RecordingProxy:
