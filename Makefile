@@ -4,7 +4,7 @@ PYTHON_BOOTSTRAP ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Stage commands in dvc.yaml say `python`: put the project's interpreter first on PATH (dvc
-# started without make does the same through the hook of digits/venv_hook.py).
+# started without make does the same through the hook of digits/runtime/venv_hook.py).
 export PATH := $(abspath $(BIN)):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export TORCH TORCH_INDEX TORCH_FIND_LINKS
@@ -23,33 +23,33 @@ TF_EXTRA := $(if $(GPU),gpu,cpu)
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 # --inexact: each target adds its extras and removes nothing another target installed. Then
 # the hook that gives the environment's programs (dvc, its stages) its interpreter on PATH,
-# activated or not (digits/venv_hook.py).
+# activated or not (digits/runtime/venv_hook.py).
 SYNC = $(UV) sync --frozen --inexact --quiet --extra $(TF_EXTRA)
-HOOK = $(BIN)/python -m digits.venv_hook
+HOOK = $(BIN)/python -m digits.runtime.venv_hook
 
 $(UV):
 	$(PYTHON_BOOTSTRAP) -m venv build/uv
 	build/uv/bin/python -m pip install --quiet uv==$(UV_VERSION) 2> >(grep -v "is ignored: it is neither" >&2)
 
 # Stamps: sync again only when the lock or pyproject.toml changes.
-$(VENV)/.installed: uv.lock pyproject.toml digits/venv_hook.py | $(UV)
+$(VENV)/.installed: uv.lock pyproject.toml digits/runtime/venv_hook.py | $(UV)
 	$(SYNC)
 	$(HOOK)
 	touch $@
 
 # The tests include the team stack's (tests/test_team.py), so they install its extra too.
-$(VENV)/.installed-test: uv.lock pyproject.toml digits/venv_hook.py | $(UV)
+$(VENV)/.installed-test: uv.lock pyproject.toml digits/runtime/venv_hook.py | $(UV)
 	$(SYNC) --extra test --extra team
 	$(HOOK)
 	touch $@ $(VENV)/.installed $(VENV)/.installed-team $(VENV)/.installed-search \
 		$(VENV)/.installed-docs $(VENV)/.installed-demo
 
-$(VENV)/.installed-team: uv.lock pyproject.toml digits/venv_hook.py | $(UV)
+$(VENV)/.installed-team: uv.lock pyproject.toml digits/runtime/venv_hook.py | $(UV)
 	$(SYNC) --extra team
 	$(HOOK)
 	touch $@ $(VENV)/.installed
 
-$(VENV)/.installed-search: uv.lock pyproject.toml digits/venv_hook.py | $(UV)
+$(VENV)/.installed-search: uv.lock pyproject.toml digits/runtime/venv_hook.py | $(UV)
 	$(SYNC) --extra search
 	$(HOOK)
 	touch $@ $(VENV)/.installed
@@ -84,10 +84,10 @@ quick: install
 # The experiments of the current commit, readable in 80 columns, queued ones included: the
 # params that differ and the headline metrics (test and validation accuracy); DVC's Created,
 # State and Executor columns, the losses, counts and deps are left out. First, the line that says
-# what to commit when the commit holds no results yet (digits/committed.py).
+# what to commit when the commit holds no results yet (digits/tracking/committed.py).
 EXPS_DROP := ^(Created|State|Executor|loss|val_loss|macro_f1|train_images|validation_images|test_images|steps|best_step|stopped_step)$$|.*/
 exps: install
-	@$(BIN)/python -m digits.committed
+	@$(BIN)/python -m digits.tracking.committed
 	@$(BIN)/dvc exp show --only-changed --no-pager --drop '$(EXPS_DROP)'
 
 # `dvc plots show` without internet: a page template with vega, vega-lite and vega-embed
@@ -158,7 +158,7 @@ PORT ?= 5002
 serve: export MODEL := $(MODEL)
 serve: export PORT := $(PORT)
 serve: install
-	$(BIN)/python -m digits.serving --port "$$PORT" $(if $(MODEL),--model "$$MODEL")
+	$(BIN)/python -m digits.serving.server --port "$$PORT" $(if $(MODEL),--model "$$MODEL")
 
 # A page to draw a digit on, with the network's view, top three and first layer
 # (docs/using-the-model.md), on 127.0.0.1: PORT if given, else a free port; it prints the address.
@@ -181,7 +181,7 @@ promote: export ALIAS := $(ALIAS)
 promote: export NAME := $(NAME)
 promote: export VERSION := $(VERSION)
 promote: install
-	$(BIN)/python -m digits.promote --alias "$$ALIAS" $(strip $(PROMOTE_ARGS))
+	$(BIN)/python -m digits.tracking.promote --alias "$$ALIAS" $(strip $(PROMOTE_ARGS))
 
 # Browser tests need Debian's headless Chromium; install it when we can (root), else they skip.
 browser:
@@ -225,7 +225,7 @@ test-extended: install-test browser stack-servers
 
 # The documentation site from docs/ (mkdocs.yml) into build/site; --strict: a broken link, a
 # missing anchor or a page left out of the navigation is an error.
-$(VENV)/.installed-docs: uv.lock pyproject.toml digits/venv_hook.py | $(UV)
+$(VENV)/.installed-docs: uv.lock pyproject.toml digits/runtime/venv_hook.py | $(UV)
 	$(SYNC) --extra docs
 	$(HOOK)
 	touch $@ $(VENV)/.installed

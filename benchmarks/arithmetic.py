@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from digits.models import build_model
+from digits.model.networks import build_model
 from digits.params import TrainParams
 
 

@@ -1,6 +1,6 @@
 """The contenders the train stage is timed against, on the same model, data and batch size.
 
-Training: the train stage's own loop (``digits.training``, imported, not copied), plain
+Training: the train stage's own loop (``digits.model.training``, imported, not copied), plain
 ``model.fit``, the classic TF1 ``feed_dict`` loop (``benchmarks.tf1``) and a ceiling: the
 train stage's step without its update. Inference: the evaluate stage's batched prediction
 against a TF1 session.
@@ -14,9 +14,9 @@ import tensorflow as tf
 
 from benchmarks import tf1
 from benchmarks.harness import Runner, round_rates, summarise
-from digits import training
-from digits.arrays import Split
-from digits.models import build_model, predict_logits
+from digits.data.arrays import Split
+from digits.model import training
+from digits.model.networks import build_model, predict_logits
 from digits.params import TrainParams, replace
 
 
@@ -135,7 +135,7 @@ def throughput_figures(
     """Training and inference images/s of each contender (``summarise``).
 
     ``bfloat16``: time the bfloat16 contenders too (False where the CPU runs bfloat16 many
-    times slower than float32: ``digits.cpu.check_bfloat16_speed``). Inference runs at the
+    times slower than float32: ``digits.runtime.cpu.check_bfloat16_speed``). Inference runs at the
     evaluate stage's batch size on ``inference_split``; the validation
     split serves, as only the evaluate stage reads the test set.
     """

@@ -12,11 +12,11 @@ import numpy as np
 from ruamel.yaml import YAML
 
 from benchmarks.harness import peak_memory_mib, stage_command, timed
-from digits import idx
-from digits.checkout import copy_checkout
-from digits.datasets import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
+from digits.data import idx
+from digits.data.catalog import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
+from digits.data.shapes import IMAGE_SHAPE, NUM_CLASSES
 from digits.params import read_yaml, update_params_file
-from digits.shapes import IMAGE_SHAPE, NUM_CLASSES
+from digits.runtime.checkout import copy_checkout
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

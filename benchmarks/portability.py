@@ -3,7 +3,7 @@
 Each configuration runs in its own child process (this module's ``main``), since TensorFlow
 and oneDNN read their switches once, as they load:
 
-- ``full``: the train stage as it runs here (``digits.cpu.prefer_onednn``: oneDNN on);
+- ``full``: the train stage as it runs here (``digits.runtime.cpu.prefer_onednn``: oneDNN on);
 - ``avx2``: oneDNN capped at AVX2 (``ONEDNN_MAX_CPU_ISA``, and PyTorch's own kernels at
   ``ATEN_CPU_CAPABILITY=avx2``), as on an AVX2-only CPU;
 - ``tf_default``: capped at AVX2 with oneDNN off, TensorFlow's own default on an AVX2-only
@@ -45,7 +45,7 @@ def torch_trainer(params, train_split):
     import torch
     from torch import nn
 
-    from digits import training
+    from digits.model import training
 
     if params.model != "cnn" or params.optimizer != "adam" or params.precision != "float32":
         raise ValueError("the PyTorch contender trains the float32 cnn with Adam only")
@@ -115,14 +115,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args(argv)
 
-    from digits.cpu import prefer_onednn
+    from digits.runtime.cpu import prefer_onednn
 
     prefer_onednn()  # as the stages do (a value set by the configuration wins)
     from benchmarks.contenders import project_trainer
     from benchmarks.harness import round_rates, summarise
-    from digits.arrays import load_split
-    from digits.cpu import machine_facts
+    from digits.data.arrays import load_split
     from digits.params import load_params, replace
+    from digits.runtime.cpu import machine_facts
 
     params = load_params(args.params, sections=("train",)).train
     params = replace(params, batch_size=args.batch_size, precision="float32")

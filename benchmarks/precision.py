@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from digits.cpu import cpu_flags
+from digits.runtime.cpu import cpu_flags
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")
@@ -55,13 +55,13 @@ def main(argv: list[str] | None = None) -> None:
 
     from benchmarks.contenders import project_trainer
     from benchmarks.harness import round_rates, summarise
-    from digits.arrays import load_split
+    from digits.data.arrays import load_split
     from digits.params import load_params, replace
 
     params = load_params(args.params, sections=("train",)).train
     params = replace(params, batch_size=args.batch_size)
-    from digits.cpu import check_bfloat16_speed
     from digits.errors import ParamsError
+    from digits.runtime.cpu import check_bfloat16_speed
 
     split = load_split(args.data / "train.npz")
     runners = {"train_stage": project_trainer(params, split)}

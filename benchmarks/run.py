@@ -3,7 +3,8 @@
 The entry point of ``make bench``; the pieces live beside it: ``harness`` (interleaved
 rounds, medians), ``contenders`` and ``tf1`` (what is timed), ``pipeline_timings`` (DVC in a
 copy of the project), ``arithmetic`` (the limit), ``table``, and ``serving`` (the model
-behind ``mlflow models serve``).
+behind ``mlflow models serve``), ``system_metrics_cost`` (what MLflow's system metrics take
+from a training run).
 
 In one process, on the same model, data and batch size, each contender runs ``--steps``
 optimizer steps per round; rounds are interleaved (a, b, c, a, b, c, ...) after a warm-up so
@@ -78,17 +79,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Run every benchmark (or ``--only`` some), write ``--out`` and print a table."""
     args = parse_args(argv)
-    from digits.cpu import prefer_onednn
+    from digits.runtime.cpu import prefer_onednn
 
     prefer_onednn()  # before TensorFlow loads, as the stages do (digits/entry.py)
     import tensorflow as tf
 
     from benchmarks import serving, startup
     from benchmarks.arithmetic import arithmetic_limit
-    from benchmarks.checkpoint import checkpoint_figures
-    from benchmarks.checkpoint import format_lines as checkpoint_lines
+    from benchmarks.checkpoint_cost import checkpoint_figures
+    from benchmarks.checkpoint_cost import format_lines as checkpoint_lines
     from benchmarks.contenders import throughput_figures
-    from benchmarks.experiments import (
+    from benchmarks.experiment_times import (
         evaluate_only_figures,
         queue_figures,
         recipes_figures,
@@ -97,13 +98,14 @@ def main(argv: list[str] | None = None) -> None:
     from benchmarks.pipeline_timings import generated_mirror, pipeline_figures, project_env
     from benchmarks.portability import portability_figures
     from benchmarks.precision import capped_figures, cpu_bfloat16_support
+    from benchmarks.system_metrics_cost import system_metrics_figures
     from benchmarks.table import format_table, portability_lines
-    from digits.arrays import load_split
-    from digits.atomic import write_json
-    from digits.cpu import MAX_BFLOAT16_SLOWDOWN, bfloat16_slowdown, machine_facts
-    from digits.datasets import TRAIN_IMAGES
+    from digits.data.arrays import load_split
+    from digits.data.catalog import TRAIN_IMAGES
     from digits.params import load_params
     from digits.params import replace as params_replace
+    from digits.runtime.atomic import write_json
+    from digits.runtime.cpu import MAX_BFLOAT16_SLOWDOWN, bfloat16_slowdown, machine_facts
 
     params = load_params(args.params, sections=("train", "evaluate"))
     train_params = params_replace(params.train, batch_size=args.batch_size)
@@ -185,13 +187,15 @@ def main(argv: list[str] | None = None) -> None:
             "pipeline": pipeline,
             "arithmetic_limit": arithmetic_limit(train_params),
             "without_bfloat16_units": capped,
-            # the train stage's checkpoint, at the default eval_every (benchmarks/checkpoint.py)
+            # the train stage's checkpoint, default eval_every (benchmarks/checkpoint_cost.py)
             "checkpoint": checkpoint_figures(train_params, train_split),
             "stage_help": startup.startup_figures(),  # `--help` of each stage
         }
     )
     print("serving: mlflow models serve on an untrained default model ...", flush=True)
     results["serving"] = serving.serving_figures(None)
+    print("MLflow's system metrics: their cost on the train stage's loop ...", flush=True)
+    results["system_metrics"] = system_metrics_figures()
     load_after = os.getloadavg()
     results["load_average"] = {
         "before": [round(value, 2) for value in load_before],

@@ -105,7 +105,7 @@ def breakdown(model_uri: str, images: np.ndarray, repeats: int) -> dict:
     """Median ms of MLflow's steps of one request, in this process, on the served model."""
     from mlflow.pyfunc import scoring_server
 
-    from digits.serving_app import as_pyfunc, checked_model
+    from digits.serving.app import as_pyfunc, checked_model
 
     forward = checked_model(model_uri)  # as the server loads it
     model = as_pyfunc(forward)
@@ -150,9 +150,9 @@ def untrained_model(folder: Path) -> str:
     """Log an untrained default-architecture model into a SQLite store in ``folder``."""
     import mlflow
 
-    from digits.models import build_model
+    from digits.model.networks import build_model
     from digits.params import load_params
-    from digits.tracker import Tracker
+    from digits.tracking.logger import Tracker
 
     mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
@@ -166,7 +166,7 @@ def untrained_model(folder: Path) -> str:
 
 def serving_figures(model_uri: str | None, singles: int = 200, batches: int = 20) -> dict:
     """Serve ``model_uri`` (None: an untrained model) and return every figure."""
-    from digits.serving import model_server
+    from digits.serving.server import model_server
 
     images = np.random.default_rng(0).random((BATCH, 28, 28, 1), dtype=np.float32)
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as work:
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--singles", type=int, default=200, help="one-image requests")
     parser.add_argument("--batches", type=int, default=20, help="256-image requests")
     args = parser.parse_args(argv)
-    from digits.atomic import write_json
+    from digits.runtime.atomic import write_json
 
     figures = serving_figures(args.model, args.singles, args.batches)
     print_table(figures)

@@ -34,6 +34,13 @@ def format_table(results: dict) -> str:
             f"{limit['training_mflop_per_image']:.2f} MFLOP per training image = "
             f"{limit['images_per_second']:,.0f} images/s"
         )
+    if system := results.get("system_metrics"):
+        share, rates = system["monitor_cpu_share"], system["images_per_s"]
+        lines.append(
+            f"MLflow system metrics: monitor thread {share['interval_10s']:.3%} of a CPU "
+            f"(10 s interval), {share['interval_1s']:.2%} (1 s); train loop on / off "
+            f"{rates['on_over_off']:.3f}"
+        )
     return "\n".join(lines + experiment_lines(results))
 
 

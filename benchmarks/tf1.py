@@ -6,8 +6,8 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks.harness import Runner
-from digits.arrays import Split
-from digits.models import INIT_BIAS, INIT_STDDEV
+from digits.data.arrays import Split
+from digits.model.networks import INIT_BIAS, INIT_STDDEV
 from digits.params import TrainParams
 
 

@@ -3,10 +3,10 @@
     if __name__ == "__main__":
         run(main)
 
-Before TensorFlow can load: its C++ log level and oneDNN choice (``digits.cpu``), both read
-once as it loads, and the thread budget (``digits.threads``), read when its runtime starts;
-the filter of its native log lines (``digits.native_log``), a process that must be forked
-before TensorFlow starts threads. Then the stage runs under ``digits.errors.run_stage``
+Before TensorFlow can load: its C++ log level and oneDNN choice (``digits.runtime.cpu``), both read
+once as it loads, and the thread budget (``digits.runtime.threads``), read when its runtime starts;
+the filter of its native log lines (``digits.runtime.native_log``), a process that must be forked
+before TensorFlow starts threads. Then the stage runs under ``digits.runtime.stopping.run_stage``
 (``error:`` lines, exit codes on signals) and the process ends without the interpreter's
 slow shutdown (``exit_stage``). Nothing here runs at import time.
 """
@@ -17,10 +17,10 @@ import os
 from collections.abc import Callable, MutableMapping
 from typing import NoReturn
 
-from digits.cpu import prefer_onednn
-from digits.errors import exit_stage, run_stage
-from digits.native_log import DEFAULT_LEVEL, LEVEL_VARIABLE, filter_native_log
-from digits.threads import apply_thread_budget
+from digits.runtime.cpu import prefer_onednn
+from digits.runtime.native_log import DEFAULT_LEVEL, LEVEL_VARIABLE, filter_native_log
+from digits.runtime.stopping import exit_stage, run_stage
+from digits.runtime.threads import apply_thread_budget
 
 Main = Callable[[list[str] | None], None]
 

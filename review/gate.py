@@ -7,7 +7,7 @@ BASE through ``dvc metrics diff``. Passes when it fell by at most the allowed dr
 fails with one line such as
 ``error: eval.accuracy fell 0.0123 (0.9100 -> 0.8977); allowed drop 0.005``, and when either
 revision lacks the metric. When BASE holds no pipeline results at all (nothing committed
-yet) the line says what to commit and how (``digits.committed``). The report
+yet) the line says what to commit and how (``digits.tracking.committed``). The report
 (``review.report``) states the same verdict first.
 """
 
@@ -18,8 +18,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from digits.committed import uncommitted_hint
-from digits.errors import PipelineError, run_stage
+from digits.errors import PipelineError
+from digits.runtime.stopping import run_stage
+from digits.tracking.committed import uncommitted_hint
 from review.dvcdata import WORKSPACE, Change, check_revision, metric_changes
 
 METRIC = ("metrics/eval.json", "accuracy")

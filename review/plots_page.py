@@ -19,8 +19,9 @@ import sys
 import tarfile
 from pathlib import Path
 
-from digits.atomic import atomic_open
-from digits.errors import PipelineError, run_stage
+from digits.errors import PipelineError
+from digits.runtime.atomic import atomic_open
+from digits.runtime.stopping import run_stage
 
 # npm package -> its browser build, in load order (vega-lite and vega-embed need vega).
 BUILDS = {

@@ -15,10 +15,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from digits.atomic import atomic_open
-from digits.committed import uncommitted_hint
-from digits.errors import run_stage
-from digits.figures import save_figure
+from digits.figures.drawing import save_figure
+from digits.runtime.atomic import atomic_open
+from digits.runtime.stopping import run_stage
+from digits.tracking.committed import uncommitted_hint
 from review import markdown
 from review.dvcdata import (
     PER_CLASS_FILE,

@@ -13,7 +13,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from digits.errors import PipelineError, run_stage
+from digits.errors import PipelineError
+from digits.runtime.stopping import run_stage
 from review.dvcdata import dvc_json, run_dvc
 
 # What `dvc status` says of files that are merely absent from this checkout.

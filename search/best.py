@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from digits.committed import COMMIT_COMMAND, uncommitted_hint
-from digits.errors import PipelineError, run_stage
+from digits.errors import PipelineError
+from digits.runtime.stopping import run_stage
+from digits.tracking.committed import COMMIT_COMMAND, uncommitted_hint
 from search.experiments import SUCCESS, Experiment, run_dvc, show
 from search.space import TEST_METRIC_PREFIXES
 

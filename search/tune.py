@@ -28,7 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from digits.errors import PipelineError, Terminated, run_stage
+from digits.errors import PipelineError, Terminated
+from digits.runtime.stopping import run_stage
 from search.experiments import FAILED, QUEUED, RUNNING, SUCCESS, run_dvc, show, start_queue
 from search.space import DEFAULT_PATH, SearchSpace, load_space, suggest
 

@@ -3,7 +3,7 @@
 Sources are tried in order: ``DATA_MIRROR`` (a folder, ``file://`` or ``http(s)://`` base
 holding ``<dataset>/<file>.gz``) when set, then the dataset's public mirrors. How each file is
 fetched and checked (bounded reads, deadline, retries, the error listing every location) is
-``digits.fetch``.
+``digits.data.fetch``.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from digits import cli
-from digits.datasets import DEFAULT_CATALOG, load_dataset
+from digits.data.catalog import DEFAULT_CATALOG, load_dataset
+from digits.data.fetch import FetchSettings, download_dataset
 from digits.entry import run
-from digits.fetch import FetchSettings, download_dataset
 from digits.params import load_params
+from digits.runtime import cli
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from digits import cli
-from digits.arrays import Split
+from digits.data.arrays import Split
 from digits.entry import run
+from digits.runtime import cli
 
 if TYPE_CHECKING:  # heavy: imported where used, after argument parsing (STYLE.md rule 11)
     import pandas as pd
@@ -29,7 +29,7 @@ def test_metrics(split: Split, logits: np.ndarray) -> tuple[dict, dict]:
     """
     from sklearn.metrics import classification_report
 
-    from digits.models import logit_loss_and_accuracy
+    from digits.model.networks import logit_loss_and_accuracy
 
     predicted = logits.argmax(axis=1)
     loss, accuracy = logit_loss_and_accuracy(logits, split.y)
@@ -85,7 +85,7 @@ def confusion_figure(split: Split, logits: np.ndarray) -> Figure:
 
 def errors_figure(split: Split, logits: np.ndarray, count: int) -> Figure:
     """The first ``count`` misclassified test images with true and predicted labels."""
-    from digits.figures import image_grid
+    from digits.figures.drawing import image_grid
 
     predicted = logits.argmax(axis=1)
     wrong = np.flatnonzero(predicted != split.labels)[:count]
@@ -121,12 +121,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
-    from digits import tracking
-    from digits.arrays import load_split
-    from digits.atomic import Outputs
-    from digits.figures import write_png
-    from digits.models import load_model, predict_logits
+    from digits.data.arrays import load_split
+    from digits.figures.drawing import write_png
+    from digits.model.networks import load_model, predict_logits
     from digits.params import load_params
+    from digits.runtime.atomic import Outputs
+    from digits.tracking import stage_run
 
     loaded = load_params(args.params, sections=("evaluate", "tracking"))
     params = loaded.evaluate
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     plots = {name: args.plots / name for name in ("confusion.csv", "confusion.png", "errors.png")}
     # Everything is staged and logged before the swap; the run ends after it (FAILED if not).
     outputs = Outputs()
-    with tracking.model_run(loaded.tracking, args.run, outputs) as run:
+    with stage_run.model_run(loaded.tracking, args.run, outputs) as run:
         model = load_model(args.model)
         split = load_split(args.test)
         logits = predict_logits(model, split.x, params.batch_size)

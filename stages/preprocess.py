@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from digits import cli, idx
-from digits.arrays import save_split
-from digits.atomic import Outputs
-from digits.datasets import (
+from digits.data import idx
+from digits.data.arrays import save_split
+from digits.data.catalog import (
     DEFAULT_CATALOG,
     TEST_IMAGES,
     TEST_LABELS,
@@ -21,10 +20,12 @@ from digits.datasets import (
     TRAIN_LABELS,
     load_dataset,
 )
+from digits.data.shapes import IMAGE_SHAPE, NUM_CLASSES
 from digits.entry import run
 from digits.errors import DataError, ParamsError
 from digits.params import load_params
-from digits.shapes import IMAGE_SHAPE, NUM_CLASSES
+from digits.runtime import cli
+from digits.runtime.atomic import Outputs
 
 
 def load_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -1,54 +1,32 @@
 """Train stage: fit the model named in params on the train split, watch the validation split.
 
-The loop itself is in ``digits/training.py``; this script reads the splits, prints progress,
+The loop itself is in ``digits/model/training.py``; this script reads the splits, prints progress,
 stages the outputs, logs them and the run to MLflow, then swaps all of them in at once. Every
-evaluation it writes a checkpoint (``digits/checkpoint.py``); after an interruption the next
+evaluation it writes a checkpoint (``digits/model/checkpoint.py``); after an interruption the next
 run resumes from it, into the same MLflow run, and the checkpoint is deleted when the stage
 completes.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from digits import checkpoint, cli, tracking
-from digits.arrays import load_split
-from digits.atomic import Outputs
-from digits.cpu import check_bfloat16_speed, describe_machine, machine_facts
+from digits.data.arrays import load_split
 from digits.entry import run
-from digits.params import TrainParams, load_params
-from digits.run_values import model_name
+from digits.model import checkpoint
+from digits.model.history import logged_metrics, progress_line, stop_lines
+from digits.params import load_params
+from digits.runtime import cli
+from digits.runtime.atomic import Outputs
+from digits.runtime.cpu import check_bfloat16_speed, describe_machine, machine_facts
+from digits.tracking import stage_run
+from digits.tracking.run_values import model_name
 
 if TYPE_CHECKING:  # heavy: imported where used, after argument parsing (STYLE.md rule 11)
-    from digits.training import TrainResult
+    from digits.model.training import TrainResult
 
 CHECKPOINT = Path("models/checkpoint.npz")
-
-
-def logged(row: dict) -> dict[str, float]:
-    """The metrics of a history row that MLflow gets at its step."""
-    from digits.training import HISTORY_METRICS
-
-    return {name: row[name] for name in HISTORY_METRICS}
-
-
-def print_progress(total_steps: int) -> Callable[[dict], None]:
-    """A history-row callback that prints one aligned progress line."""
-    width = len(str(total_steps))
-
-    def report(row: dict) -> None:
-        print(
-            f"step {row['step']:>{width}}/{total_steps}  "
-            f"loss {row['train_loss']:.4f}  acc {row['train_accuracy']:.4f}  "
-            f"val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}  "
-            f"{row['seconds']:.1f}s",
-            flush=True,
-        )
-
-    return report
 
 
 def stage_outputs(
@@ -60,7 +38,7 @@ def stage_outputs(
     history: Path,
 ) -> None:
     """Stage model, metrics, run facts and history in ``outputs`` (swapped in at the end)."""
-    from digits.models import save_model
+    from digits.model.networks import save_model
 
     with outputs.file(model_path) as temporary:
         save_model(result.model, temporary)
@@ -68,30 +46,6 @@ def stage_outputs(
     outputs.write_json(run_facts, result.run_facts)
     with outputs.file(history) as temporary:
         result.history.to_csv(temporary, index=False, float_format="%.6g")
-
-
-def find_checkpoint(path: Path, key: str) -> checkpoint.Checkpoint | None:
-    """The checkpoint of this very run at ``path``, if any; an unusable one is reported."""
-    try:
-        found = checkpoint.load(path, key)
-    except checkpoint.UnusableCheckpoint as problem:
-        print(f"warning: {problem}; ignoring it, training starts from step 0", file=sys.stderr)
-        return None
-    if found is not None:
-        print(f"resuming from step {found.state.step} ({path})", flush=True)
-    return found
-
-
-def report_stop(result: TrainResult, params: TrainParams) -> None:
-    """Say where early stopping ended training and which weights were kept."""
-    metrics = result.metrics
-    if metrics["stopped_step"] < params.steps:
-        print(
-            f"early stopping at step {metrics['stopped_step']}: val_loss has not improved "
-            f"for {params.patience} evaluations since step {metrics['best_step']}"
-        )
-    if params.restore_best_weights:
-        print(f"kept the weights of step {metrics['best_step']} (lowest val_loss)")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -133,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         help="checkpoint written every evaluation; an interrupted run resumes from it",
     )
     args = parser.parse_args(argv)
-    from digits.training import train
+    from digits.model.training import train
 
     # data and tracking are read only to be logged: they describe the model and its run.
     loaded = load_params(args.params, sections=("data", "train", "tracking"))
@@ -149,11 +103,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     data_files = [args.data / "train.npz", args.data / "validation.npz"]
     key = checkpoint.run_key(params, data_files, checkpoint.code_files(__file__))
-    resumed = find_checkpoint(args.checkpoint, key)
+    resumed = checkpoint.resume_point(args.checkpoint, key)
     resume_run_id = resumed.run_id if resumed else None
     # The run ends once its outputs (the run file among them) are swapped in: FAILED if not.
     outputs = Outputs()
-    with tracking.new_run(loaded.tracking, args.run, outputs, resume_run_id, args.model) as run:
+    with stage_run.new_run(loaded.tracking, args.run, outputs, resume_run_id, args.model) as run:
         run.log_params(loaded, ("data", "train", "tracking"))
         run.log_data(
             {"train": args.data / "train.npz", "validation": args.data / "validation.npz"},
@@ -161,17 +115,19 @@ def main(argv: list[str] | None = None) -> None:
             splits={"train": train_split, "validation": validation_split},
         )
         if resumed:
-            run.log_missing_steps([(row["step"], logged(row)) for row in resumed.state.rows])
+            run.log_missing_steps(
+                [(row["step"], logged_metrics(row)) for row in resumed.state.rows]
+            )
             if run.resumed:
                 print(f"continuing MLflow run {run.run_id}", flush=True)
         machine = machine_facts()
         run.set_tags({f"machine.{key}": value for key, value in machine.items()})
         print(describe_machine(machine), flush=True)
-        progress = print_progress(params.steps)
+        progress = progress_line(params.steps)
 
         def on_eval(row: dict) -> None:
-            progress(row)
-            run.log_step(row["step"], logged(row))
+            print(progress(row), flush=True)
+            run.log_step(row["step"], logged_metrics(row))
 
         def on_checkpoint(state: checkpoint.TrainingState) -> None:
             checkpoint.save(args.checkpoint, key, state, run.run_id)
@@ -180,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
             params, train_split, validation_split, on_eval=on_eval,
             resume=resumed.state if resumed else None, on_checkpoint=on_checkpoint,
         )  # fmt: skip
-        report_stop(result, params)
+        for line in stop_lines(result.metrics, params):
+            print(line)
         result.run_facts["machine"] = machine
         stage_outputs(outputs, result, args.model, args.metrics, args.run_facts, args.history)
         run.log_metrics({**result.metrics, **result.run_facts}, prefix="train/")
@@ -195,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     if run.kept_run_id:
         print(
             f"the model is unchanged: {args.run} keeps naming its run {run.kept_run_id}, "
-            f"which holds its evaluation (this run is tagged {tracking.SAME_MODEL_TAG})"
+            f"which holds its evaluation (this run is tagged {stage_run.SAME_MODEL_TAG})"
         )
     print(
         f"done: val_acc {result.metrics['val_accuracy']:.4f}, "

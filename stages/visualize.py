@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from digits import cli
-from digits.arrays import Split
+from digits.data.arrays import Split
 from digits.entry import run
 from digits.errors import ParamsError
 from digits.params import VisualizeParams
+from digits.runtime import cli
 
 if TYPE_CHECKING:  # heavy: imported where used, after argument parsing (STYLE.md rule 11)
     import keras
@@ -50,7 +50,7 @@ def make_plan(model: keras.Model, params: VisualizeParams, test_size: int) -> Pl
     Raises:
         ParamsError: An image index or input channel is out of range.
     """
-    from digits.models import conv_layers
+    from digits.model.networks import conv_layers
 
     for index in params.images:
         if index >= test_size:
@@ -105,8 +105,8 @@ def draw(model: keras.Model, split: Split, plan: Plan) -> Iterator[tuple[str, Fi
     import keras
     import numpy as np
 
-    from digits.models import model_summary
-    from digits.network_figures import filters_figure, layer_output_figure, predictions_figure
+    from digits.figures.network import filters_figure, layer_output_figure, predictions_figure
+    from digits.model.networks import model_summary
 
     yield "model_summary.txt", model_summary(model)
     logits = model.predict(split.x[:PREDICTION_COUNT], verbose=0)
@@ -143,18 +143,18 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
-    from digits import tracking
-    from digits.arrays import load_split
-    from digits.atomic import Outputs
-    from digits.figures import write_png
-    from digits.models import load_model
+    from digits.data.arrays import load_split
+    from digits.figures.drawing import write_png
+    from digits.model.networks import load_model
     from digits.params import load_params
+    from digits.runtime.atomic import Outputs
+    from digits.tracking import stage_run
 
     loaded = load_params(args.params, sections=("visualize", "tracking"))
 
     # The folder is drawn and logged, then swapped in; the run ends after (FAILED if not).
     outputs = Outputs()
-    with tracking.model_run(loaded.tracking, args.run, outputs) as run:
+    with stage_run.model_run(loaded.tracking, args.run, outputs) as run:
         model = load_model(args.model)
         split = load_split(args.test)
         plan = make_plan(model, loaded.visualize, len(split.x))

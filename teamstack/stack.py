@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 from digits.errors import PipelineError
-from digits.servers import free_port
+from digits.runtime.local_servers import free_port
 from teamstack.files import PRIVATE_FILE, create_private, private_dir, write_private
 from teamstack.mlflow_server import ADMIN_USER, TEAM_USER, start_mlflow, tracking_uri
 from teamstack.postgres import DATABASES, postgres_uri, server_group, start_postgres
@@ -287,6 +287,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from digits.errors import run_stage
+    from digits.runtime.stopping import run_stage
 
     sys.exit(run_stage(main))

@@ -17,10 +17,10 @@ import pytest
 from idxdata import write_dataset
 from ruamel.yaml import YAML
 
-from digits.checkout import copy_checkout
-from digits.cpu import prefer_onednn
-from digits.datasets import load_dataset
+from digits.data.catalog import load_dataset
 from digits.params import update_params_file
+from digits.runtime.checkout import copy_checkout
+from digits.runtime.cpu import prefer_onednn
 
 
 def pytest_configure(config):
@@ -257,10 +257,10 @@ def logged_model(tmp_path, store_template, monkeypatch):
     import mlflow
     from idxdata import tiny_split
 
-    from digits.models import build_model
+    from digits.model.networks import build_model
     from digits.params import load_params
     from digits.params import replace as params_replace
-    from digits.tracker import Tracker
+    from digits.tracking.logger import Tracker
 
     database = tmp_path / "mlflow.db"
     shutil.copy(store_template, database)

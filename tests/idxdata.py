@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from digits import idx
-from digits.arrays import Split, save_split
-from digits.datasets import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
+from digits.data import idx
+from digits.data.arrays import Split, save_split
+from digits.data.catalog import TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS
 
 
 def make_images(labels: np.ndarray, seed: int) -> np.ndarray:

@@ -67,7 +67,7 @@ def stack_command(folder: Path, *args: str, **env: str) -> subprocess.CompletedP
 def stack() -> Iterator[dict]:
     """A running stack in a temporary folder: its settings (``env``) and where it lives."""
     require_team_stack()
-    from digits.servers import free_ports
+    from digits.runtime.local_servers import free_ports
 
     # PostgreSQL runs as `postgres` when we are root: the folder must let that account in,
     # and pytest's own temporary folders are private to root.

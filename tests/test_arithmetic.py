@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import arithmetic
-from digits.models import build_model
+from digits.model.networks import build_model
 from digits.params import load_params
 from digits.params import replace as params_replace
 

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from digits import atomic, errors
-from digits.atomic import Outputs, atomic_directory
 from digits.errors import PipelineError, Terminated
+from digits.runtime import atomic, stopping
+from digits.runtime.atomic import Outputs, atomic_directory
 
 
 def test_atomic_directory_replaces_the_whole_folder(tmp_path):
@@ -133,9 +133,9 @@ def test_a_rename_that_fails_half_way_is_undone(tmp_path, monkeypatch):
 
 def test_a_signal_during_the_swap_waits_until_every_output_is_in_place(tmp_path, monkeypatch):
     previous_outputs(tmp_path)
-    monkeypatch.setattr(errors._Process, "replaced", [])
-    monkeypatch.setattr(errors._Process, "stop", None)  # the handler remembers the stop
-    previous = signal.signal(signal.SIGTERM, errors._raise_terminated)
+    monkeypatch.setattr(stopping._Process, "replaced", [])
+    monkeypatch.setattr(stopping._Process, "stop", None)  # the handler remembers the stop
+    previous = signal.signal(signal.SIGTERM, stopping._raise_terminated)
     real_place = atomic._place
 
     def place_and_get_terminated(temporary, final):
@@ -150,14 +150,14 @@ def test_a_signal_during_the_swap_waits_until_every_output_is_in_place(tmp_path,
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert contents(tmp_path) == NEW
-    message = errors.stop_message(signal.SIGTERM)
+    message = stopping.stop_message(signal.SIGTERM)
     assert message.startswith("terminated after replacing models/model.keras, models/run.json")
     assert "dvc.lock does not record them" in message
 
 
 def test_with_the_dvc_parent_gone_nothing_is_replaced(tmp_path, monkeypatch):
     previous_outputs(tmp_path)
-    monkeypatch.setattr(errors._Process, "parent", os.getppid() + 1)  # re-parented
+    monkeypatch.setattr(stopping._Process, "parent", os.getppid() + 1)  # re-parented
     gone = "the dvc process that started this stage is gone"
     with pytest.raises(PipelineError, match=gone), Outputs() as outputs:
         stage_new_outputs(outputs)
@@ -165,14 +165,14 @@ def test_with_the_dvc_parent_gone_nothing_is_replaced(tmp_path, monkeypatch):
 
 
 def test_an_interrupted_stage_says_nothing_was_replaced(monkeypatch):
-    monkeypatch.setattr(errors._Process, "replaced", [])
-    assert errors.stop_message(signal.SIGHUP) == (
+    monkeypatch.setattr(stopping._Process, "replaced", [])
+    assert stopping.stop_message(signal.SIGHUP) == (
         "hung up: nothing was replaced; the previous outputs are in place"
     )
 
 
 def test_nested_blocks_of_one_outputs_swap_once(tmp_path, monkeypatch):
-    """digits.tracking enters the outputs it is given; a stage's own block around it is a
+    """digits.tracking.stage_run enters the outputs it is given; a stage's own block around it is a
     no-op at its end."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a.json").write_text("old")

@@ -8,8 +8,8 @@ import pytest
 from idxdata import CLASS_NAMES, tiny_split
 from ruamel.yaml import YAML
 
-from digits import checkpoint
-from digits.arrays import save_split
+from digits.data.arrays import save_split
+from digits.model import checkpoint
 from digits.params import load_params
 from digits.params import replace as params_replace
 from stages import train as train_stage
@@ -66,7 +66,7 @@ def test_the_stage_keys_its_checkpoint_by_the_code_its_dvc_deps_list():
     stage = pipeline["stages"]["train"]
     code_deps = {dep for dep in stage["deps"] if dep.endswith(".py")}
     assert code_deps == files
-    assert "digits/checkpoint.py" in code_deps
+    assert "digits/model/checkpoint.py" in code_deps
 
 
 @pytest.mark.parametrize("best", [False, True])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from venvmake import venv_make
 
-from digits.committed import COMMIT_COMMAND, RESULTS, uncommitted_hint
+from digits.tracking.committed import COMMIT_COMMAND, RESULTS, uncommitted_hint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENV = {
@@ -58,13 +58,13 @@ def test_the_hint_names_what_to_commit_until_results_are_committed(fresh):
     assert all(path in hint for path in RESULTS)
     commit_results(fresh)
     assert uncommitted_hint("HEAD", fresh) is None
-    assert run(fresh, sys.executable, "-m", "digits.committed").stdout == ""
+    assert run(fresh, sys.executable, "-m", "digits.tracking.committed").stdout == ""
 
 
 @pytest.mark.slow
 def test_each_comparing_command_says_so_when_nothing_is_committed(fresh):
     hint = uncommitted_hint("HEAD", fresh)
-    assert run(fresh, sys.executable, "-m", "digits.committed").stdout == hint + "\n"
+    assert run(fresh, sys.executable, "-m", "digits.tracking.committed").stdout == hint + "\n"
 
     gate = run(fresh, sys.executable, "-m", "review.gate", "--base", "HEAD", check=False)
     assert gate.returncode == 1 and gate.stderr == f"error: {hint}\n"

@@ -1,4 +1,4 @@
-"""digits.cpu: the CPU's facts, the oneDNN choice and the bfloat16 speed check."""
+"""digits.runtime.cpu: the CPU's facts, the oneDNN choice and the bfloat16 speed check."""
 
 import json
 import math
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from digits import cpu
 from digits.errors import ParamsError
+from digits.runtime import cpu
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 X86 = cpu.is_x86()
@@ -56,7 +56,7 @@ def facts_in_a_stage_process(**environ) -> dict:
     """``machine_facts`` in a fresh process set up as a stage is (``digits.entry``)."""
     script = (
         "import json; from digits.entry import stage_environment; stage_environment(); "
-        "from digits.cpu import machine_facts; print(json.dumps(machine_facts()))"
+        "from digits.runtime.cpu import machine_facts; print(json.dumps(machine_facts()))"
     )
     env = {key: value for key, value in os.environ.items() if key != "TF_ENABLE_ONEDNN_OPTS"}
     result = subprocess.run(

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from digits.datasets import FILE_NAMES, TRAIN_IMAGES, TRAIN_LABELS
-from digits.fetch import (
+from digits.data.catalog import FILE_NAMES, TRAIN_IMAGES, TRAIN_LABELS
+from digits.data.fetch import (
     DownloadError,
     FetchError,
     FetchSettings,

@@ -14,22 +14,22 @@ from pathlib import Path
 import pytest
 from test_download import FAST, names_in
 
-from digits.datasets import TRAIN_IMAGES, TRAIN_LABELS
-from digits.errors import ParamsError
-from digits.fetch import (
+from digits.data.catalog import TRAIN_IMAGES, TRAIN_LABELS
+from digits.data.fetch import (
     CHUNK_BYTES,
     DownloadError,
     FetchSettings,
     download_file,
 )
-from digits.gzip_check import SLICE_BYTES, GzipCheck, gz_limit
+from digits.data.gzip_check import SLICE_BYTES, GzipCheck, gz_limit
+from digits.errors import ParamsError
 
 GIB = 1 << 30
 MEASURE = """
 import resource, sys
 from pathlib import Path
-from digits.datasets import load_dataset
-from digits.fetch import DownloadError, FetchSettings, download_file
+from digits.data.catalog import load_dataset
+from digits.data.fetch import DownloadError, FetchSettings, download_file
 remote = load_dataset("tiny", sys.argv[1]).files[0]
 try:
     print(download_file(remote, [sys.argv[2]], Path(sys.argv[3]), FetchSettings(retries=0)))

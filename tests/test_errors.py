@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from digits.errors import raise_if_stopped, run_stage, signals_deferred
+from digits.runtime.stopping import raise_if_stopped, run_stage, signals_deferred
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,7 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # dvc's process group gets SIGTERM and then dvc's exit sends the parent-death SIGTERM.
 STAGE = """
 import os, signal, sys, time
-from digits.errors import run_stage
+from digits.runtime.stopping import run_stage
 
 def main(argv):
     try:
@@ -49,7 +49,7 @@ def test_a_second_stop_does_not_interrupt_the_clean_up_of_the_first(first, secon
 # drops it. The stage's loop asks again at its next chunk of work.
 SWALLOWED = """
 import gc, os, signal, sys, time
-from digits.errors import raise_if_stopped, run_stage
+from digits.runtime.stopping import raise_if_stopped, run_stage
 
 class Resource:
     def __del__(self):
@@ -95,7 +95,7 @@ def test_a_stage_run_in_process_leaves_no_stop_and_no_handler_behind():
 # A clean-up that never ends: the stop bounds what is left of the stage's life.
 STUCK = """
 import os, signal, sys, time
-from digits import errors
+from digits.runtime import stopping
 
 def main(argv):
     try:
@@ -107,8 +107,8 @@ def main(argv):
 def stuck_in_clean_up():
     time.sleep(60)
 
-errors.STOP_GRACE_SECONDS = 2
-sys.exit(errors.run_stage(main))
+stopping.STOP_GRACE_SECONDS = 2
+sys.exit(stopping.run_stage(main))
 """
 
 
@@ -128,7 +128,7 @@ def test_a_clean_up_that_hangs_after_a_stop_ends_in_the_grace_period_saying_wher
 ENDING = """
 import atexit, sys, threading, time
 from pathlib import Path
-from digits.errors import exit_stage
+from digits.runtime.stopping import exit_stage
 
 def late_write():
     time.sleep(0.3)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from paramsfile import TRACKING_OFF, params_copy
 
-from digits.arrays import Split, save_split
+from digits.data.arrays import Split, save_split
 from digits.params import replace as params_replace
 from stages import evaluate
 
@@ -51,7 +51,7 @@ def test_confusion_table_uses_class_names(split):
 def test_main_on_a_saved_model(tmp_path):
     from idxdata import make_images
 
-    from digits.models import build_model
+    from digits.model.networks import build_model
     from digits.params import load_params
 
     params = load_params(REPO_ROOT / "params.yaml", sections=("train",)).train

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from digits.errors import DataError, PipelineError
-from digits.models import load_model
+from digits.model.networks import load_model
 
 pytestmark = pytest.mark.slow
 

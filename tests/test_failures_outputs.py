@@ -212,7 +212,7 @@ def test_mlflow_db_on_a_full_disk_is_one_line_naming_it_and_loses_no_run(
     assert line.startswith(f"error: cannot write {database}: ")
     assert "free some space on its disk and rerun" in line
     assert snapshot(committed.root, TRAIN_OUTPUTS) == before
-    from digits.store_checks import check_database
+    from digits.tracking.store_checks import check_database
 
     check_database(database)
     assert [run.info.run_id for run in store_runs(database)] == [earlier]

@@ -18,7 +18,7 @@ import pytest
 from test_failures import leftovers, start_long_training, start_train_stage
 from test_failures_outputs import TRAIN_OUTPUTS, retrain_params, snapshot, track
 
-from digits import tracking
+from digits.tracking import stage_run
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,7 @@ def test_sigterm_once_the_model_changes_leaves_every_output_of_the_run(committed
     assert changed == set(TRAIN_OUTPUTS), "outputs of one run change together"
     if process.returncode == 143:
         assert "terminated after replacing models/model.keras" in stderr
-    run_id = tracking.read_run_file(committed.root / "models" / "mlflow_run.json")
+    run_id = stage_run.read_run_file(committed.root / "models" / "mlflow_run.json")
     import mlflow
 
     run = mlflow.MlflowClient(f"sqlite:///{committed.root / 'mlflow.db'}").get_run(run_id)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digits import idx
+from digits.data import idx
 from digits.errors import DataError
 
 
@@ -106,7 +106,7 @@ def test_checks_hold_under_python_optimize(tmp_path, images):
     """``python -O`` strips asserts; the reader must still refuse a bad file."""
     path = tmp_path / "images"
     path.write_bytes(idx.encode(images)[:-5])
-    code = f"from digits import idx; idx.read_images({str(path)!r})"
+    code = f"from digits.data import idx; idx.read_images({str(path)!r})"
     repo_root = Path(__file__).resolve().parents[1]
     result = subprocess.run(
         [sys.executable, "-O", "-c", code],

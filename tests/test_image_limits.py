@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from imagefiles import POSTSCRIPT, digit_jpeg, grey_png, small_digit_png
 
-from digits.images import MAX_PIXELS
-from digits.models import build_model
+from digits.model.networks import build_model
 from digits.params import load_params
 from digits.params import replace as params_replace
+from digits.serving.images import MAX_PIXELS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Peak memory a refused or reduced file may add to predicting the valid file alone.
@@ -25,7 +25,7 @@ EXTRA_PEAK_BYTES = 80 * 1024 * 1024
 # digits-predict in a fresh process, its exit code and peak resident memory in a JSON file.
 MEASURED = """
 import json, resource, sys
-from digits.predict import run
+from digits.serving.predict import run
 code = run(sys.argv[2:])
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 unit = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux

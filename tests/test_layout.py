@@ -3,12 +3,13 @@ exactly the modules each stage imports, so a change to any of them reruns the st
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
 
-from digits import imports
+from digits.runtime import imports
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,3 +55,51 @@ def test_no_stage_imports_the_search_or_optuna(stage: str):
         if name.split(".")[0] in ("search", "optuna")
     }
     assert not found, f"{stage} imports {found}: the search is an optional extra"
+
+
+PACKAGES = ("digits", "stages", "review", "search", "teamstack", "benchmarks")
+MAX_TOP_LEVEL_MODULES = 8
+MAX_LINES = 300
+
+
+def repository_modules() -> list[Path]:
+    """Every .py file of the repository's packages (tests aside)."""
+    return sorted(path for folder in PACKAGES for path in (REPO_ROOT / folder).rglob("*.py"))
+
+
+def test_the_library_top_holds_few_modules():
+    top = sorted(path.name for path in (REPO_ROOT / "digits").glob("*.py"))
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, f"digits/ holds {len(top)} modules: {top}"
+
+
+def test_every_library_sub_package_says_what_belongs_in_it():
+    subpackages = [path for path in (REPO_ROOT / "digits").iterdir() if path.is_dir()]
+    subpackages = [path for path in subpackages if path.name != "__pycache__"]
+    assert subpackages, "digits/ has no sub-packages"
+    for folder in subpackages:
+        init = folder / "__init__.py"
+        assert init.is_file(), f"{folder.relative_to(REPO_ROOT)} has no __init__.py"
+        tree = ast.parse(init.read_text())
+        docstring = ast.get_docstring(tree)
+        assert docstring and len(docstring.split()) >= 12, f"{init} has no docstring"
+        # Only the docstring: importing a sibling module never loads TensorFlow or MLflow
+        # through a package, and dvc.yaml's deps (the modules) are the whole of a stage's code.
+        assert len(tree.body) == 1, f"{init.relative_to(REPO_ROOT)} holds more than a docstring"
+
+
+def test_no_source_file_is_over_the_line_limit():
+    long = {
+        path.relative_to(REPO_ROOT).as_posix(): lines
+        for path in repository_modules()
+        if (lines := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert not long, f"over {MAX_LINES} lines: {long}"
+
+
+def test_no_two_modules_share_a_file_name():
+    places: dict[str, list[str]] = {}
+    for path in repository_modules():
+        if path.name != "__init__.py":
+            places.setdefault(path.name, []).append(path.relative_to(REPO_ROOT).as_posix())
+    twins = {name: paths for name, paths in places.items() if len(paths) > 1}
+    assert not twins, f"modules that share a name: {twins}"

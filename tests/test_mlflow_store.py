@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from digits import mlflow_store, store_access, store_checks
 from digits.errors import PipelineError
+from digits.tracking import mlflow_store, store_access, store_checks
 
 
 def test_workspace_is_dvc_root_else_the_working_folder(tmp_path):

@@ -20,12 +20,12 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from digits.logged_model import KERAS_SHA256_TAG
-from digits.models import build_model
+from digits.model.networks import build_model
 from digits.params import load_params
 from digits.params import replace as params_replace
-from digits.predict import run
-from digits.pyfunc import sha256_of
+from digits.serving.logged_model import KERAS_SHA256_TAG
+from digits.serving.predict import run
+from digits.serving.pyfunc import sha256_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,7 +68,7 @@ def digit_png(path: Path) -> Path:
 def predict_errors(uri: str, tmp_path: Path) -> tuple[int, list[str], str]:
     """digits-predict on one image with model ``uri``: exit code, stderr lines, stdout."""
     result = subprocess.run(
-        [sys.executable, "-m", "digits.predict", str(digit_png(tmp_path / "digit.png")),
+        [sys.executable, "-m", "digits.serving.predict", str(digit_png(tmp_path / "digit.png")),
          "--model", uri, "--dataset", "mnist"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300, env=environment(),
     )  # fmt: skip
@@ -81,9 +81,9 @@ def environment() -> dict[str, str]:
 
 
 def serve_errors(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """`python -m digits.serving` (what `make serve` runs); refused models exit at once."""
+    """`python -m digits.serving.server` (what `make serve` runs); refused models exit at once."""
     return subprocess.run(
-        [sys.executable, "-m", "digits.serving", "--port", "1", *argv],
+        [sys.executable, "-m", "digits.serving.server", "--port", "1", *argv],
         cwd=cwd, capture_output=True, text=True, timeout=300, env=environment(),
     )  # fmt: skip
 
@@ -106,6 +106,21 @@ def test_an_untouched_model_predicts_and_its_digest_is_the_runs(logged_model, tm
     code, lines, out = predict_errors(uri, tmp_path)
     assert code == 0 and not lines, lines
     assert out.startswith(f"{tmp_path / 'digit.png'}: ")
+
+
+def test_a_model_logged_under_the_former_loader_name_still_predicts(logged_model, tmp_path):
+    _, uri = logged_model
+    edit_mlmodel(model_folder(uri), loader_module="digits.pyfunc")
+    code, lines, out = predict_errors(uri, tmp_path)
+    assert code == 0 and not lines, lines
+    assert out.startswith(f"{tmp_path / 'digit.png'}: ")
+
+
+def test_a_model_naming_another_loader_is_refused(logged_model, tmp_path):
+    _, uri = logged_model
+    edit_mlmodel(model_folder(uri), loader_module="digits.elsewhere")
+    code, lines, _ = predict_errors(uri, tmp_path)
+    assert_refused(code, lines, uri, "does not describe a model of this project")
 
 
 def test_a_tampered_bundled_module_is_refused_and_never_imported(logged_model, tmp_path):

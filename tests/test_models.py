@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks.contenders import relu_first_model
 from digits.errors import DataError
-from digits.models import build_model, conv_layers, load_model, predict_logits, save_model
+from digits.model.networks import build_model, conv_layers, load_model, predict_logits, save_model
 from digits.params import load_params
 from digits.params import replace as params_replace
 
@@ -200,7 +200,7 @@ def test_the_conv_layers_compute_what_keras_conv2d_computes(precision):
     model = build_model(params_replace(default_params(), precision=precision))
     images = np.random.default_rng(3).random((8, 28, 28, 1), dtype=np.float32)
     for layer in conv_layers(model):
-        assert type(layer).__module__ == "digits.models"
+        assert type(layer).__module__ == "digits.model.networks"
         reference = keras.layers.Conv2D.from_config(layer.get_config())
         reference.build(layer.input.shape)
         reference.set_weights(layer.get_weights())

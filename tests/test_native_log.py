@@ -11,7 +11,7 @@ import pytest
 from idxdata import write_tiny_splits
 from paramsfile import TRACKING_OFF, params_copy
 
-from digits.native_log import PREAMBLE, copy_filtered, keep
+from digits.runtime.native_log import PREAMBLE, copy_filtered, keep
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # As TensorFlow 2.21 prints them (the E0000 line shortened).
@@ -66,7 +66,7 @@ def test_copy_filtered_keeps_order_and_a_last_line_without_newline(tmp_path: Pat
 # TensorFlow's C++ does) and ends without Python's clean-up, as a crash would.
 CRASH = """
 import os, sys
-from digits.native_log import filter_native_log
+from digits.runtime.native_log import filter_native_log
 filter_native_log()
 os.write(2, {lines!r})
 print("error: something real", file=sys.stderr, flush=True)

@@ -14,7 +14,7 @@ import pytest
 from conftest import make_project
 from venvmake import venv_make
 
-from digits.servers import free_port, running
+from digits.runtime.local_servers import free_port, running
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import pytest
 from idxdata import tiny_split
 
 from benchmarks import precision
-from digits.arrays import save_split
+from digits.data.arrays import save_split
 
 
 def test_bfloat16_flags_are_read_from_cpuinfo(tmp_path):

@@ -13,13 +13,14 @@ import pytest
 from idxdata import tiny_split
 from PIL import Image
 
-from digits import idx, training
-from digits.arrays import Split
-from digits.images import ImageError, read_image, to_training_format
-from digits.models import build_model
+from digits.data import idx
+from digits.data.arrays import Split
+from digits.model import training
+from digits.model.networks import build_model
 from digits.params import load_params
 from digits.params import replace as params_replace
-from digits.predict import run, softmax
+from digits.serving.images import ImageError, read_image, to_training_format
+from digits.serving.predict import run, softmax
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The offline mirror: DATA_MIRROR when set, else shared/datasets beside the clone (as in CI).
@@ -106,7 +107,7 @@ def test_bad_files_are_each_named_and_the_others_still_predicted(tmp_path):
     tiny = write_png(np.zeros((1, 1), np.uint8), tmp_path / "tiny.png")
     missing = tmp_path / "missing.png"
     result = subprocess.run(
-        [sys.executable, "-m", "digits.predict", str(text), str(good), str(empty),
+        [sys.executable, "-m", "digits.serving.predict", str(text), str(good), str(empty),
          str(missing), str(tiny), "--model", str(tmp_path / "model.keras"),
          "--dataset", "mnist"],
         capture_output=True, text=True, cwd=tmp_path,
@@ -133,7 +134,7 @@ def test_the_console_script_is_declared():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     module, function = scripts["digits-predict"].split(":")
-    assert module == "digits.predict" and callable(getattr(sys.modules[module], function))
+    assert module == "digits.serving.predict" and callable(getattr(sys.modules[module], function))
 
 
 def mnist_test_split(start: int, stop: int) -> Split:

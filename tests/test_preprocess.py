@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from idxdata import write_dataset
 
-from digits.arrays import load_split
-from digits.atomic import write_json
-from digits.datasets import TRAIN_LABELS
+from digits.data.arrays import load_split
+from digits.data.catalog import TRAIN_LABELS
 from digits.errors import DataError, ParamsError
+from digits.runtime.atomic import write_json
 from stages import preprocess
 
 
@@ -37,7 +37,7 @@ def test_shapes_dtypes_range_and_one_hot(processed):
 
 def test_labels_survive_normalisation_and_split(processed, tiny_mirror):
     out, _ = processed
-    from digits import idx
+    from digits.data import idx
 
     images = idx.read_images(tiny_mirror.folder / "train-images-idx3-ubyte.gz")
     labels = idx.read_labels(tiny_mirror.folder / TRAIN_LABELS)

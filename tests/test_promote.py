@@ -12,10 +12,10 @@ from runstore import client as store_client
 from runstore import enable_tracking, runs_of
 
 from digits.errors import PipelineError
-from digits.predict import run as predict
-from digits.predict import softmax
-from digits.promote import is_worse, promote
-from digits.tracking import SAME_MODEL_TAG, read_run_file
+from digits.serving.predict import run as predict
+from digits.serving.predict import softmax
+from digits.tracking.promote import is_worse, promote
+from digits.tracking.stage_run import SAME_MODEL_TAG, read_run_file
 
 NAME = "tiny-digits"
 
@@ -141,6 +141,6 @@ def test_registering_on_unchanged_params_then_promoting_works(committed, store_t
     (run,) = [run for run in runs_of(committed) if run.info.run_id == registered.run_id]
     assert "test/accuracy" not in run.data.metrics and run.data.tags[SAME_MODEL_TAG] == first
 
-    promoted = committed.run("python", "-m", "digits.promote")
+    promoted = committed.run("python", "-m", "digits.tracking.promote")
     assert "promoted: models:/digits-cnn@champion -> version 1" in promoted.stdout
     assert f"from run {first}" in promoted.stdout

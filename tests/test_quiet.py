@@ -11,7 +11,7 @@ pytestmark = pytest.mark.slow
 
 # absl's ERROR / FATAL lines (`E0000 00:00:...`), ERROR, `error:` and tracebacks; Python
 # warnings (`UserWarning: ...`), MLflow's logged warnings and progress bars; and TensorFlow's
-# start-up notices, which digits/native_log.py filters out (absl's preamble, the oneDNN
+# start-up notices, which digits/runtime/native_log.py filters out (absl's preamble, the oneDNN
 # `I0000` line).
 ALARMING = re.compile(
     r"^\s*[EFI]\d{4} |\bERROR\b|^error:|Traceback|absl::InitializeLog|Warning: "

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from conftest import ProjectCopy
 
-from digits.models import load_model
+from digits.model.networks import load_model
 from teamstack.processes import wait_gone
 
 pytestmark = pytest.mark.slow

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from digits import run_values
 from digits.params import load_params, read_yaml
+from digits.tracking import run_values
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

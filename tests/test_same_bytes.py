@@ -14,7 +14,7 @@ from ruamel.yaml import YAML
 from test_failures import TIMING_KEYS
 from test_failures_outputs import TRAIN_OUTPUTS, snapshot, store_runs, track
 
-from digits import tracking
+from digits.tracking import stage_run
 
 pytestmark = pytest.mark.slow
 
@@ -74,10 +74,10 @@ def test_a_retrain_that_changes_nothing_with_tracking_on_reruns_no_later_stage(
     assert differing == [], "only the timing fields differ: the model and run file do not"
     status = committed.run("dvc", "status").stdout
     assert "evaluate" not in status and "visualize" not in status, status
-    kept = tracking.read_run_file(committed.root / "models" / "mlflow_run.json")
+    kept = stage_run.read_run_file(committed.root / "models" / "mlflow_run.json")
     assert f"keeps naming its run {kept}" in retrained.stdout
     runs = {run.info.run_id: run for run in store_runs(committed.root / "mlflow.db")}
     (new,) = set(runs) - {kept}
-    assert runs[new].data.tags[tracking.SAME_MODEL_TAG] == kept
+    assert runs[new].data.tags[stage_run.SAME_MODEL_TAG] == kept
     assert runs[new].info.status == "FINISHED"
     assert "test/accuracy" in runs[kept].data.metrics, "the kept run holds the evaluation"

@@ -20,7 +20,7 @@ from conftest import ProjectCopy, make_project, make_tiny_mirror
 from ruamel.yaml import YAML
 from test_sweeps import WAIT_S, experiments, with_data
 
-from digits.servers import free_port
+from digits.runtime.local_servers import free_port
 from search.experiments import SUCCESS
 
 # Each test runs several experiments; on a loaded 2-core machine that can take many minutes.

@@ -20,12 +20,12 @@ from idxdata import tiny_split
 from makeruns import make_calls
 
 from benchmarks.serving import JSON, PARQUET, json_body, parquet_body
-from digits import serving
 from digits.errors import PipelineError
-from digits.pyfunc import MAX_BATCH
-from digits.servers import free_port, running
-from digits.serving import default_model_uri, model_server
-from digits.serving_app import MAX_BODY_BYTES
+from digits.runtime.local_servers import free_port, running
+from digits.serving import server
+from digits.serving.app import MAX_BODY_BYTES
+from digits.serving.pyfunc import MAX_BATCH
+from digits.serving.server import default_model_uri, model_server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,10 +93,10 @@ def planned_serve(folder: Path, *variables: str) -> list[str]:
 
 
 def exec_of_serving_main(argv: list[str], monkeypatch) -> tuple[list[str], dict[str, str]]:
-    """The command and environment ``digits.serving.main`` hands to ``os.execve``."""
+    """The command and environment ``digits.serving.server.main`` hands to ``os.execve``."""
     calls = []
-    monkeypatch.setattr(serving.os, "execve", lambda path, args, env: calls.append((args, env)))
-    serving.main(argv)
+    monkeypatch.setattr(server.os, "execve", lambda path, args, env: calls.append((args, env)))
+    server.main(argv)
     ((command, env),) = calls
     return command, env
 
@@ -114,15 +114,15 @@ def test_make_serve_passes_model_and_port_to_a_local_server_on_loopback(
     monkeypatch.delenv("DVC_ROOT", raising=False)
     model = str(tmp_path / "my models" / "model dir")
     words = planned_serve(tmp_path / "spaces", f"MODEL={model}", "PORT=5123")
-    assert words[:2] == ["-m", "digits.serving"], words
+    assert words[:2] == ["-m", "digits.serving.server"], words
     assert option(words, "--model") == model, "MODEL stays one argument"
 
     # What make passes is what the module then serves: uvicorn of this venv on loopback.
     words = planned_serve(tmp_path / "uri", f"MODEL={uri}", "PORT=5123")
     command, env = exec_of_serving_main(words[2:], monkeypatch)
     assert command[0] == str(Path(sys.executable).with_name("uvicorn"))
-    assert option(command, "--factory") == serving.APP_FACTORY
-    assert env[serving.MODEL_VARIABLE] == uri
+    assert option(command, "--factory") == server.APP_FACTORY
+    assert env[server.MODEL_VARIABLE] == uri
     assert option(command, "--port") == "5123"
     assert option(command, "--host") == "127.0.0.1"
     assert option(command, "--workers") == "1"
@@ -142,8 +142,8 @@ def test_make_serve_without_model_serves_the_workspace_run(logged_model, tmp_pat
     words = planned_serve(tmp_path / "default")
     assert "--model" not in words
     command, env = exec_of_serving_main(words[2:], monkeypatch)
-    assert env[serving.MODEL_VARIABLE] == uri
-    assert env[serving.RUN_VARIABLE] == run_id, "the server checks the model is that run's"
+    assert env[server.MODEL_VARIABLE] == uri
+    assert env[server.RUN_VARIABLE] == run_id, "the server checks the model is that run's"
     assert option(command, "--port") == "5002"
 
 
@@ -247,7 +247,7 @@ def test_make_serve_shows_no_tensorflow_notices_or_progress_bars(logged_model, t
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     for name in ("TF_CPP_MIN_LOG_LEVEL", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"):
         env.pop(name, None)  # the defaults a user has
-    command = [sys.executable, "-m", "digits.serving", "--model", uri, "--port", str(port)]
+    command = [sys.executable, "-m", "digits.serving.server", "--model", uri, "--port", str(port)]
     with running(command, f"http://127.0.0.1:{port}/ping", log, env, cwd=tmp_path, timeout=240):
         pass
     text = log.read_text()

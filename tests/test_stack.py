@@ -13,7 +13,7 @@ from pathlib import Path
 
 from conftest import REPO_ROOT
 
-from digits.servers import free_ports
+from digits.runtime.local_servers import free_ports
 from teamstack import files, postgres, processes, s3, stack
 
 

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 def stack() -> Iterator[dict]:
     """A running stack, started with a umask of 022: its settings and where it lives."""
     require_team_stack()
-    from digits.servers import free_ports
+    from digits.runtime.local_servers import free_ports
 
     folder = Path(tempfile.mkdtemp(prefix="team-stack-"))
     folder.chmod(0o755)  # PostgreSQL's account (when we are root) must pass through
@@ -309,7 +309,7 @@ def test_the_postgres_password_file_is_0600_when_initdb_reads_it(monkeypatch):
     """The superuser's password file, with a umask of 022: 0600 (and PostgreSQL's account's)
     from its creation, seen at the moment initdb runs, and gone after."""
     require_team_stack()
-    from digits.servers import free_ports
+    from digits.runtime.local_servers import free_ports
     from teamstack import postgres
     from teamstack import stack as stack_module
 

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from benchmarks import tf1
-from digits.models import build_model
+from digits.model.networks import build_model
 from digits.params import load_params
 from digits.params import replace as params_replace
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from digits.errors import ParamsError
-from digits.threads import apply_thread_budget
+from digits.runtime.threads import apply_thread_budget
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ def thread_count(budget: str) -> int:
     """Threads of a fresh process that applied ``budget`` and ran one TensorFlow op."""
     code = (
         "import os\n"
-        "from digits.threads import apply_thread_budget\n"
+        "from digits.runtime.threads import apply_thread_budget\n"
         "apply_thread_budget()\n"
         "import tensorflow as tf\n"
         "tf.linalg.matmul(tf.ones([64, 64]), tf.ones([64, 64])).numpy()\n"

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from digits import tracking
-from digits.atomic import Outputs
 from digits.errors import DataError, PipelineError, Terminated
 from digits.params import TrackingParams, load_params
+from digits.runtime.atomic import Outputs
+from digits.tracking import stage_run
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,15 +17,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def test_run_file_holds_an_id_or_null(tmp_path):
     path = tmp_path / "run.json"
     path.write_text('{"run_id": "0123456789abcdef0123456789abcdef"}')
-    assert tracking.read_run_file(path) == "0123456789abcdef0123456789abcdef"
+    assert stage_run.read_run_file(path) == "0123456789abcdef0123456789abcdef"
     path.write_text('{"run_id": null}')
-    assert tracking.read_run_file(path) is None
+    assert stage_run.read_run_file(path) is None
     for damaged in ("{", "[]", '{"id": 1}', '{"run_id": 3}'):
         path.write_text(damaged)
         with pytest.raises(DataError, match=r"run\.json"):
-            tracking.read_run_file(path)
+            stage_run.read_run_file(path)
     with pytest.raises(DataError, match="dvc repro train"):
-        tracking.read_run_file(tmp_path / "missing.json")
+        stage_run.read_run_file(tmp_path / "missing.json")
 
 
 @pytest.mark.parametrize(
@@ -37,7 +37,7 @@ def test_a_tampered_run_id_is_refused_naming_the_file(tmp_path, run_id):
     path = tmp_path / "run.json"
     path.write_text(json.dumps({"run_id": run_id}))
     with pytest.raises(DataError, match=r"run\.json: run_id .* is not an MLflow run id"):
-        tracking.read_run_file(path)
+        stage_run.read_run_file(path)
 
 
 OFF = TrackingParams(enabled=False, experiment="digits", register_model="")
@@ -47,13 +47,13 @@ ON = TrackingParams(enabled=True, experiment="digits", register_model="")
 def test_with_tracking_off_nothing_is_logged_and_the_run_file_says_null(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     params = load_params(REPO_ROOT / "params.yaml")
-    with Outputs() as outputs, tracking.new_run(OFF, tmp_path / "run.json", outputs) as run:
+    with Outputs() as outputs, stage_run.new_run(OFF, tmp_path / "run.json", outputs) as run:
         run.log_params(params, ("train",))
         run.log_step(1, {"train_loss": 1.0, "val_accuracy": 0.0})
         run.log_metrics({"a": 1}, "x/")
         run.log_files(tmp_path / "run.json")
     assert json.loads((tmp_path / "run.json").read_text()) == {"run_id": None}
-    with tracking.model_run(OFF, tmp_path / "run.json") as run:
+    with stage_run.model_run(OFF, tmp_path / "run.json") as run:
         assert run.run_id is None
     assert not list(tmp_path.glob("mlflow.db*")) and not (tmp_path / "mlartifacts").exists()
 
@@ -73,7 +73,7 @@ def workspace(tmp_path, monkeypatch, store_template) -> Path:
 
 
 def finished_run(workspace: Path) -> str:
-    with Outputs() as outputs, tracking.new_run(ON, workspace / "run.json", outputs) as run:
+    with Outputs() as outputs, stage_run.new_run(ON, workspace / "run.json", outputs) as run:
         pass
     return run.run_id
 
@@ -86,7 +86,7 @@ def client(workspace: Path):
 
 def test_a_run_ends_finished_and_its_id_is_recorded(workspace):
     run_id = finished_run(workspace)
-    assert tracking.read_run_file(workspace / "run.json") == run_id
+    assert stage_run.read_run_file(workspace / "run.json") == run_id
     run = client(workspace).get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.info.artifact_uri.startswith(f"file://{workspace}/mlartifacts/")
@@ -103,14 +103,14 @@ def test_a_failing_or_interrupted_stage_ends_its_run_failed_or_killed(workspace,
     with (
         pytest.raises(error),
         Outputs() as outputs,
-        tracking.new_run(ON, workspace / "run.json", outputs) as run,
+        stage_run.new_run(ON, workspace / "run.json", outputs) as run,
     ):
         raise error("stop")
     assert not (workspace / "run.json").exists()
     assert client(workspace).get_run(run.run_id).info.status == status
 
     run_id = finished_run(workspace)
-    with pytest.raises(error), tracking.model_run(ON, workspace / "run.json"):
+    with pytest.raises(error), stage_run.model_run(ON, workspace / "run.json"):
         raise error("stop")
     assert client(workspace).get_run(run_id).info.status == status
 
@@ -138,7 +138,7 @@ def test_a_stop_while_the_run_ends_waits_until_it_is_finished(workspace, monkeyp
         signal.signal(signal.SIGTERM, previous)
         while mlflow.active_run() is not None:
             real_end_run("FAILED")
-    run_id = tracking.read_run_file(workspace / "run.json")
+    run_id = stage_run.read_run_file(workspace / "run.json")
     assert client(workspace).get_run(run_id).info.status == "FINISHED"
 
 
@@ -149,13 +149,13 @@ def test_a_rerun_with_changed_params_keeps_the_first_value_and_tags_the_new_one(
     params = load_params(REPO_ROOT / "params.yaml")
     changed = params.model_copy(update={"evaluate": replace(params.evaluate, batch_size=7)})
     for loaded in (params, changed):
-        with tracking.model_run(ON, workspace / "run.json") as run:
+        with stage_run.model_run(ON, workspace / "run.json") as run:
             run.log_params(loaded, ("evaluate",))
     data = client(workspace).get_run(run_id).data
     assert data.params["evaluate.batch_size"] == str(params.evaluate.batch_size)
     assert data.tags["rerun.evaluate.batch_size"] == "7"
 
-    with tracking.model_run(ON, workspace / "run.json") as run:
+    with stage_run.model_run(ON, workspace / "run.json") as run:
         run.log_params(params, ("evaluate",))
     assert "rerun.evaluate.batch_size" not in client(workspace).get_run(run_id).data.tags
 
@@ -168,7 +168,7 @@ def test_files_keep_their_folder_in_the_run(workspace):
     outside = workspace.parent / f"{workspace.name}-outside.txt"
     outside.write_text("elsewhere")
     finished_run(workspace)
-    with tracking.model_run(ON, workspace / "run.json") as run:
+    with stage_run.model_run(ON, workspace / "run.json") as run:
         run.log_files(
             Path("plots/confusion.csv"), workspace / "plots" / "layers", "summary.txt", outside
         )
@@ -184,13 +184,13 @@ def test_a_run_missing_from_the_store_is_an_error_that_says_what_to_do(workspace
     (workspace / "run.json").write_text('{"run_id": "0123456789abcdef0123456789abcdef"}')
     with (
         pytest.raises(PipelineError, match=r"not in sqlite:///.*MLFLOW_TRACKING_URI"),
-        tracking.model_run(ON, workspace / "run.json"),
+        stage_run.model_run(ON, workspace / "run.json"),
     ):
         pass
     (workspace / "run.json").write_text('{"run_id": null}')
     with (
         pytest.raises(PipelineError, match="trained with tracking off"),
-        tracking.model_run(ON, workspace / "run.json"),
+        stage_run.model_run(ON, workspace / "run.json"),
     ):
         pass
 
@@ -208,7 +208,7 @@ def test_a_deleted_run_is_an_error_naming_the_fix(workspace):
     client(workspace).delete_run(run_id)
     with (
         pytest.raises(PipelineError, match=r"is deleted.*mlflow runs restore"),
-        tracking.model_run(ON, workspace / "run.json"),
+        stage_run.model_run(ON, workspace / "run.json"),
     ):
         pass
 
@@ -225,7 +225,7 @@ def test_after_the_workspace_moves_artifacts_land_in_its_new_folder(workspace, m
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     (moved / "metrics.json").write_text("{}")
 
-    with tracking.model_run(ON, moved / "run.json") as run:
+    with stage_run.model_run(ON, moved / "run.json") as run:
         run.log_files("metrics.json")
 
     assert run.run_id == run_id

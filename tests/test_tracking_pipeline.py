@@ -17,8 +17,8 @@ from conftest import ProjectCopy, make_project, make_tiny_mirror
 from ruamel.yaml import YAML
 from runstore import client, enable_tracking, runs_of
 
-from digits import run_values, tracking
-from digits.servers import free_port, running
+from digits.runtime.local_servers import free_port, running
+from digits.tracking import run_values, stage_run
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ def test_a_tiny_run_logs_params_metrics_tags_artifacts_and_a_loadable_model(trac
     (run,) = runs_of(tracked)
     store = client(tracked)
     assert run.info.status == "FINISHED"
-    assert tracking.read_run_file(tracked.root / "models" / "mlflow_run.json") == run.info.run_id
+    assert stage_run.read_run_file(tracked.root / "models" / "mlflow_run.json") == run.info.run_id
 
     raw = YAML(typ="safe", pure=True).load((tracked.root / "params.yaml").read_text())
     for section in ("data", "train", "evaluate", "visualize", "tracking"):

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 # Once (CI of 2026-12-03) ending the run KILLED hit `database is locked`: the SIGTERM had
 # landed inside a metric write and left its SQLite transaction open. Store writes now hold
-# stops back until they are done (digits.tracker.uninterrupted).
+# stops back until they are done (digits.tracking.logger.uninterrupted).
 def test_failure_marks_the_run_failed_and_sigterm_marks_it_killed(project, store_template):
     enable_tracking(project, store_template)
     project.run("dvc", "repro", "train")

@@ -7,9 +7,9 @@ import pytest
 import tensorflow as tf
 from idxdata import tiny_split
 
-from digits import checkpoint, models, training
-from digits.arrays import Split
+from digits.data.arrays import Split
 from digits.errors import ParamsError
+from digits.model import checkpoint, networks, training
 from digits.params import load_params
 from digits.params import replace as params_replace
 
@@ -141,7 +141,7 @@ def plain_loop_weights_sha256(params, split: Split) -> str:
     checkpoint around it. Computed on the machine under test: its kernels round as the
     train stage's do here (a hash pinned on one CPU differs on another)."""
     training.seed_everything(params.seed)
-    model = models.build_model(params)
+    model = networks.build_model(params)
     optimizer = training.make_optimizer(params)
     run_chunk = training.make_chunk_runner(
         model, optimizer, split, params.augment_shift, params.seed

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from digits import venv_hook
+from digits.runtime import venv_hook
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ def path_without_the_venv(folder: Path) -> str:
 def test_the_hook_is_installed_in_the_project_environment():
     site_packages = Path(sys.executable).parent.parent
     installed = list(site_packages.glob(f"lib*/python*/site-packages/{venv_hook.PTH_NAME}"))
-    assert installed, "run `make install`: it installs digits/venv_hook.py's .pth file"
+    assert installed, "run `make install`: it installs digits/runtime/venv_hook.py's .pth file"
     assert installed[0].read_text() == venv_hook.PTH_LINE
 
 

@@ -12,13 +12,14 @@ from idxdata import CLASS_NAMES as NAMES
 from idxdata import tiny_split
 from paramsfile import TRACKING_OFF, params_copy
 
-from digits.arrays import save_split
-from digits.errors import ParamsError, run_stage
-from digits.models import build_model, conv_layers, load_model, model_summary
-from digits.network_figures import filters_figure, layer_output_figure, predictions_figure
+from digits.data.arrays import save_split
+from digits.errors import ParamsError
+from digits.figures.network import filters_figure, layer_output_figure, predictions_figure
+from digits.model.networks import build_model, conv_layers, load_model, model_summary
+from digits.model.training import check_precision, train
 from digits.params import VisualizeParams, load_params
 from digits.params import replace as params_replace
-from digits.training import check_precision, train
+from digits.runtime.stopping import run_stage
 from stages import visualize
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
