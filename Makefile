@@ -54,7 +54,7 @@ $(VENV)/.installed-search: uv.lock pyproject.toml digits/runtime/venv_hook.py | 
 	$(HOOK)
 	touch $@ $(VENV)/.installed
 
-$(VENV)/.installed-demo: uv.lock pyproject.toml digits/venv_hook.py | $(UV)
+$(VENV)/.installed-demo: uv.lock pyproject.toml digits/runtime/venv_hook.py | $(UV)
 	$(SYNC) --extra demo
 	$(HOOK)
 	touch $@ $(VENV)/.installed
@@ -166,7 +166,7 @@ serve: install
 demo: export MODEL := $(MODEL)
 demo: export DEMO_PORT := $(if $(filter file,$(origin PORT)),0,$(PORT))
 demo: install-demo
-	$(BIN)/python -m digits.demo --port "$$DEMO_PORT" $(if $(MODEL),--model "$$MODEL")
+	$(BIN)/python -m digits.serving.demo --port "$$DEMO_PORT" $(if $(MODEL),--model "$$MODEL")
 
 # Fails when test accuracy fell by more than ALLOWED_DROP against BASE (docs/using-the-model.md).
 check-metrics: install

@@ -30,15 +30,16 @@ from browser import chromium
 from makeruns import make_calls
 from PIL import Image, ImageDraw
 
-from digits import demo, demo_model, training
-from digits.arrays import Split
+from digits.data.arrays import Split
 from digits.errors import PipelineError
-from digits.images import prepare_image, to_training_format
-from digits.models import build_model
+from digits.model import training
+from digits.model.networks import build_model
 from digits.params import load_params
 from digits.params import replace as params_replace
-from digits.predict import run as predict_run
-from digits.servers import answers, free_port, running
+from digits.runtime.local_servers import answers, free_port, running
+from digits.serving import demo, demo_model
+from digits.serving.images import prepare_image, to_training_format
+from digits.serving.predict import run as predict_run
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARAMS = REPO_ROOT / "params.yaml"
@@ -180,13 +181,13 @@ def hostile(marker: Path) -> str:
 
 
 def demo_call(tmp_path: Path, variables: list[str]) -> list[str]:
-    """The arguments ``make demo <variables>`` gives ``python -m digits.demo``."""
+    """The arguments ``make demo <variables>`` gives ``python -m digits.serving.demo``."""
     folder = Path(tempfile.mkdtemp(dir=tmp_path))  # its own log of calls
     (folder / "venv").mkdir()
     (folder / "venv" / ".installed-demo").touch()  # installed: make runs only the target
     calls = make_calls("demo", variables, folder)
-    (words,) = [call for call in calls if "digits.demo" in call]
-    return words[words.index("digits.demo") + 1 :]
+    (words,) = [call for call in calls if "digits.serving.demo" in call]
+    return words[words.index("digits.serving.demo") + 1 :]
 
 
 def test_make_demo_takes_a_free_port_unless_port_is_given(tmp_path):
@@ -205,7 +206,7 @@ def test_make_demo_passes_model_and_port_as_typed_and_runs_nothing(tmp_path):
 
 def test_the_printed_address_answers_as_soon_as_it_is_printed(stroke_model, tmp_path):
     log = tmp_path / "demo.log"
-    command = [sys.executable, "-m", "digits.demo", "--model", str(stroke_model),
+    command = [sys.executable, "-m", "digits.serving.demo", "--model", str(stroke_model),
                "--dataset", "mnist"]  # fmt: skip
     environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     with log.open("w") as output:
@@ -369,7 +370,9 @@ def test_a_drawn_one_and_zero_are_recognised_and_a_photo_answers_as_digits_predi
     base = f"http://127.0.0.1:{port}"
     # No --model: the workspace's models/model.keras, as `make demo` runs it there.
     workspace = stroke_model.parents[1]
-    command = [sys.executable, "-m", "digits.demo", "--dataset", "mnist", "--port", str(port)]
+    command = [
+        sys.executable, "-m", "digits.serving.demo", "--dataset", "mnist", "--port", str(port)
+    ]  # fmt: skip
     environment = offline_environment(recording_proxy.url, tmp_path)
     log = tmp_path / "demo.log"
     with (

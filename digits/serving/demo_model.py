@@ -1,11 +1,12 @@
-"""What the drawing page (``digits.demo``) asks of a model: load it the checked way, answer.
+"""What the drawing page (``digits.serving.demo``) asks of a model: loading it, its answers.
 
 The model is loaded as ``digits-predict`` and ``make serve`` load it: a ``.keras`` file in
 Keras safe mode, or an MLflow model URI whose ``.keras`` file is first checked against its run
-(``digits.logged_model``). Each drawing or photo goes through ``digits.images.prepare_image``,
-the function ``digits-predict`` uses; the answer holds the 28x28 image the network gets, the
-three most likely classes (names from the dataset catalog) and the first conv block's output,
-drawn by ``digits.network_figures.layer_output_figure`` as the visualize stage draws it.
+(``digits.serving.logged_model``). Each drawing or photo goes through
+``digits.serving.images.prepare_image``, the function ``digits-predict`` uses; the answer holds
+the 28x28 image the network gets, the three most likely classes (names from the dataset
+catalog) and the first conv block's output, drawn by
+``digits.figures.network.layer_output_figure`` as the visualize stage draws it.
 """
 
 from __future__ import annotations
@@ -59,22 +60,22 @@ def load_demo_model(model: str, dataset: str | None, params: Path) -> DemoModel:
     An MLflow URI resolves in the store the stages write (``MLFLOW_TRACKING_URI``, else the
     workspace's ``mlflow.db``); only its ``.keras`` file is used, once its SHA-256 matches its
     run's. Class names: ``dataset``, else the model's run tag ``dataset``, else
-    ``data.dataset`` of ``params`` (``digits.predict.class_names_for``).
+    ``data.dataset`` of ``params`` (``digits.serving.predict.class_names_for``).
 
     Raises:
         PipelineError: The model is missing, refused or damaged, or its dataset is unknown.
     """
     from digits.errors import DataError
-    from digits.predict import class_names_for, is_mlflow_uri
-    from digits.pyfunc import ModelFileError, load_keras
+    from digits.serving.predict import class_names_for, is_mlflow_uri
+    from digits.serving.pyfunc import ModelFileError, load_keras
 
     model_dataset = None
     try:
         if is_mlflow_uri(model):
             import mlflow
 
-            from digits.logged_model import fetch_checked
-            from digits.mlflow_store import resolve_store
+            from digits.serving.logged_model import fetch_checked
+            from digits.tracking.mlflow_store import resolve_store
 
             mlflow.set_tracking_uri(resolve_store(os.environ, Path.cwd()).tracking_uri)
             with tempfile.TemporaryDirectory(prefix="digits-demo-") as folder:
@@ -94,7 +95,7 @@ def first_block(model: keras.Model) -> tuple[str, keras.Model] | None:
     the pooling and ReLU right after it, as visualize draws it); None without conv layers."""
     import keras
 
-    from digits.models import conv_layers
+    from digits.model.networks import conv_layers
 
     convs = conv_layers(model)
     if not convs:
@@ -115,10 +116,10 @@ def answer(model: DemoModel, source: str | os.PathLike[str] | BinaryIO) -> Answe
         ImageError: The file cannot be made into an input (``prepare_image``); the message
             says why.
     """
-    from digits.images import prepare_image
-    from digits.models import predict_logits
-    from digits.network_figures import layer_output_figure
-    from digits.predict import BATCH_SIZE, softmax
+    from digits.figures.network import layer_output_figure
+    from digits.model.networks import predict_logits
+    from digits.serving.images import prepare_image
+    from digits.serving.predict import BATCH_SIZE, softmax
 
     image = prepare_image(source, model.style)  # (28, 28) float32 in [0, 1]
     batch = image[np.newaxis, ..., np.newaxis]  # (1, 28, 28, 1)

@@ -1,14 +1,14 @@
 """A page to draw a digit on (``make demo``): the network's input, top three and first layer.
 
-    python -m digits.demo                                  # models/model.keras, a free port
-    python -m digits.demo --model models:/digits-cnn@champion --port 7860
+    python -m digits.serving.demo                         # models/model.keras, a free port
+    python -m digits.serving.demo --model models:/digits-cnn@champion --port 7860
 
 A Gradio page on 127.0.0.1 with a canvas (mouse, finger or pen) and a photo upload. Each
-drawing or photo is answered by ``digits.demo_model``: prepared as ``digits-predict`` prepares
-a file, by a model loaded the checked way. The page shows the 28x28 image the network gets,
-the three most likely classes and the first conv block's output. Uploads are bounded twice:
-Gradio refuses a file over ``MAX_UPLOAD_BYTES``, and ``prepare_image`` opens PNG and JPEG only,
-within its pixel caps.
+drawing or photo is answered by ``digits.serving.demo_model``: prepared as ``digits-predict``
+prepares a file, by a model loaded the checked way. The page shows the 28x28 image the network
+gets, the three most likely classes and the first conv block's output. Uploads are bounded
+twice: Gradio refuses a file over ``MAX_UPLOAD_BYTES``, and ``prepare_image`` opens PNG and
+JPEG only, within its pixel caps.
 
 The page works offline: Gradio's own front end is served from the package, the theme uses the
 system's fonts instead of Google Fonts, and Gradio's analytics and version check and Hugging
@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from digits.demo_model import TOP_CLASSES, DemoModel, answer, answer_line, load_demo_model
 from digits.errors import PipelineError
+from digits.serving.demo_model import TOP_CLASSES, DemoModel, answer, answer_line, load_demo_model
 
 if TYPE_CHECKING:  # heavy: imported where used, after argument parsing (STYLE.md rule 11)
     from matplotlib.figure import Figure
@@ -71,7 +71,7 @@ def page_outputs(model: DemoModel, source: str | os.PathLike[str] | BinaryIO | N
     """The page's outputs for a drawing or photo: (input picture, {class: probability} of the
     top classes, first-layer picture, the answer as text). Nothing drawn, or a file that
     cannot be read, empties the pictures and says why."""
-    from digits.images import ImageError
+    from digits.serving.images import ImageError
 
     if source is None:
         return None, None, None, INSTRUCTIONS
@@ -157,7 +157,7 @@ def theme():
 def main(argv: list[str] | None = None) -> None:
     """``make demo``: load the model, print the page's address, serve it until stopped."""
     parser = argparse.ArgumentParser(
-        prog="python -m digits.demo", description=__doc__.split("\n")[0]
+        prog="python -m digits.serving.demo", description=__doc__.split("\n")[0]
     )
     parser.add_argument(
         "--model",
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
             "Gradio is not installed: `make demo` installs it (the `demo` extra of pyproject.toml)"
         )
     os.environ.update(OFFLINE_ENVIRONMENT)
-    from digits.servers import free_port
+    from digits.runtime.local_servers import free_port
 
     model = load_demo_model(args.model, args.dataset, args.params)
     port = args.port or free_port()
@@ -234,7 +234,7 @@ def run(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from digits.native_log import quiet_command
+    from digits.runtime.native_log import quiet_command
 
     quiet_command()  # before TensorFlow loads: its C++ notices (digits/native_log.py)
     sys.exit(run())
