@@ -128,7 +128,7 @@ def test_a_photo_is_prepared_and_predicted_exactly_as_digits_predict_does(
     assert [(name, f"{p:.4f}") for name, p in result.top] == top_three(expected)
     assert result.top[0][0] == "0"
     # The first conv block's output, one tile per filter, beside the input as visualize draws.
-    assert len(result.layer_figure.axes) > small_params().conv1_filters
+    assert len(demo_model.layer_figure(model, result).axes) > small_params().conv1_filters
 
 
 def test_the_page_says_why_a_file_is_not_predicted(stroke_model, tmp_path):
@@ -136,9 +136,10 @@ def test_the_page_says_why_a_file_is_not_predicted(stroke_model, tmp_path):
     text = tmp_path / "notes.png"
     text.write_text("not an image\n")
     assert demo.page_outputs(model, text) == (
-        None, None, None, "Not predicted: not a PNG or JPEG image."
+        None, None, "Not predicted: not a PNG or JPEG image.", None
     )  # fmt: skip
-    assert demo.page_outputs(model, None)[-1] == demo.INSTRUCTIONS
+    assert demo.layer_picture(model, None) is None
+    assert demo.page_outputs(model, None) == (None, None, demo.INSTRUCTIONS, None)
 
 
 def test_a_cleared_canvas_is_no_drawing():

@@ -29,7 +29,15 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 
 from digits.errors import PipelineError
-from digits.serving.demo_model import TOP_CLASSES, DemoModel, answer, answer_line, load_demo_model
+from digits.serving.demo_model import (
+    TOP_CLASSES,
+    Answer,
+    DemoModel,
+    answer,
+    answer_line,
+    layer_figure,
+    load_demo_model,
+)
 
 if TYPE_CHECKING:  # heavy: imported where used, after argument parsing (STYLE.md rule 11)
     from matplotlib.figure import Figure
@@ -68,19 +76,25 @@ def figure_pixels(figure: Figure) -> np.ndarray:
 
 
 def page_outputs(model: DemoModel, source: str | os.PathLike[str] | BinaryIO | None) -> tuple:
-    """The page's outputs for a drawing or photo: (input picture, {class: probability} of the
-    top classes, first-layer picture, the answer as text). Nothing drawn, or a file that
-    cannot be read, empties the pictures and says why."""
+    """The page's answer to a drawing or photo: (input picture, {class: probability} of the
+    top classes, the answer as text, the ``Answer`` for ``layer_picture``). Nothing drawn, or
+    a file that cannot be read, empties the pictures and says why."""
     from digits.serving.images import ImageError
 
     if source is None:
-        return None, None, None, INSTRUCTIONS
+        return None, None, INSTRUCTIONS, None
     try:
         result = answer(model, source)
     except ImageError as error:
-        return None, None, None, f"Not predicted: {error}."
-    layer = None if result.layer_figure is None else figure_pixels(result.layer_figure)
-    return shown_input(result.image), dict(result.top), layer, answer_line(result.top)
+        return None, None, f"Not predicted: {error}.", None
+    return shown_input(result.image), dict(result.top), answer_line(result.top), result
+
+
+def layer_picture(model: DemoModel, answered: Answer | None) -> np.ndarray | None:
+    """The first conv block's output for ``answered`` as pixels; None for no answer or a model
+    without conv layers. Drawn after the answer is shown: the figure takes much longer."""
+    figure = None if answered is None else layer_figure(model, answered)
+    return None if figure is None else figure_pixels(figure)
 
 
 def drawing_file(drawing: dict[str, Any] | None) -> BinaryIO | None:
@@ -137,11 +151,16 @@ def build_page(model: DemoModel):
                 said = gr.Markdown(INSTRUCTIONS, elem_id="answer")
         gr.Markdown("### The first conv layer's output, as the visualize stage draws it")
         layer = gr.Image(show_label=False, interactive=False, elem_id="layer")
-        outputs = [seen, top, layer, said]
+        answered = gr.State(None)  # the last Answer, for the layer picture drawn after it
+        outputs = [seen, top, said, answered]
         # One model, one prediction at a time, whichever input asked.
         events = {"concurrency_id": "model", "concurrency_limit": 1}
-        sketch.change(lambda d: page_outputs(model, drawing_file(d)), sketch, outputs, **events)
-        upload.change(lambda path: page_outputs(model, path), upload, outputs, **events)
+        drawn = sketch.change(
+            lambda drawing: page_outputs(model, drawing_file(drawing)), sketch, outputs, **events
+        )
+        chosen = upload.change(lambda path: page_outputs(model, path), upload, outputs, **events)
+        for event in (drawn, chosen):  # then the slower picture of the first layer
+            event.then(lambda last: layer_picture(model, last), answered, layer, **events)
     return page
 
 

@@ -46,12 +46,11 @@ class DemoModel:
 
 @dataclass(frozen=True)
 class Answer:
-    """What the page shows for one drawing or photo."""
+    """The model's answer for one drawing or photo."""
 
     image: np.ndarray  # (28, 28) float32 in [0, 1]: the network's input
     probabilities: np.ndarray  # (10,) float64
     top: list[tuple[str, float]]  # the TOP_CLASSES most likely (class name, probability)
-    layer_figure: Figure | None  # the first conv block's output; None without conv layers
 
 
 def load_demo_model(model: str, dataset: str | None, params: Path) -> DemoModel:
@@ -116,7 +115,6 @@ def answer(model: DemoModel, source: str | os.PathLike[str] | BinaryIO) -> Answe
         ImageError: The file cannot be made into an input (``prepare_image``); the message
             says why.
     """
-    from digits.figures.network import layer_output_figure
     from digits.model.networks import predict_logits
     from digits.serving.images import prepare_image
     from digits.serving.predict import BATCH_SIZE, softmax
@@ -126,14 +124,22 @@ def answer(model: DemoModel, source: str | os.PathLike[str] | BinaryIO) -> Answe
     probabilities = softmax(predict_logits(model.keras_model, batch, BATCH_SIZE))[0]
     order = np.argsort(-probabilities, kind="stable")[:TOP_CLASSES]
     top = [(model.class_names[i], float(probabilities[i])) for i in order]
-    figure = None
-    if model.first_block is not None:
-        name, outputs = model.first_block
-        # A bfloat16 model's layers output bfloat16, which matplotlib cannot scale.
-        output = np.asarray(outputs.predict_on_batch(batch)[0], dtype=np.float32)
-        title = f"{name} output after pool and ReLU (predicted: {top[0][0]})"
-        figure = layer_output_figure(batch[0], output, title)
-    return Answer(image, probabilities, top, figure)
+    return Answer(image, probabilities, top)
+
+
+def layer_figure(model: DemoModel, answered: Answer) -> Figure | None:
+    """The first conv block's output for the answered image, beside it, as visualize draws it;
+    None for a model without conv layers."""
+    from digits.figures.network import layer_output_figure
+
+    if model.first_block is None:
+        return None
+    name, outputs = model.first_block
+    batch = answered.image[np.newaxis, ..., np.newaxis]  # (1, 28, 28, 1)
+    # A bfloat16 model's layers output bfloat16, which matplotlib cannot scale.
+    output = np.asarray(outputs.predict_on_batch(batch)[0], dtype=np.float32)
+    title = f"{name} output after pool and ReLU (predicted: {answered.top[0][0]})"
+    return layer_output_figure(batch[0], output, title)
 
 
 def answer_line(top: list[tuple[str, float]]) -> str:
