@@ -397,6 +397,7 @@ def test_a_drawn_one_and_zero_are_recognised_and_a_photo_answers_as_digits_predi
         draw(driver, ring(60, 90), "pen")
         zero = next_answer(driver, demo.INSTRUCTIONS)
         assert zero[0][0] == "0", zero
+        wait_for_pictures(driver)
         driver.set_window_size(1400, 1500)
         driver.save_screenshot(str(screenshots / "demo-drawn.png"))
         # Files through the upload tab: one that is no image is named; a photo gets the same
