@@ -37,7 +37,7 @@ $(VENV)/.installed: uv.lock pyproject.toml digits/runtime/venv_hook.py | $(UV)
 	$(HOOK)
 	touch $@
 
-# The tests include the team stack's (tests/test_team.py), so they install its extra too.
+# The tests include the team stack's (tests/e2e/test_team.py), so they install its extra too.
 $(VENV)/.installed-test: uv.lock pyproject.toml digits/runtime/venv_hook.py | $(UV)
 	$(SYNC) --extra test --extra team
 	$(HOOK)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from idxdata import write_dataset
+from helpers.idxdata import write_dataset
 from ruamel.yaml import YAML
 
 from digits.data.catalog import load_dataset
@@ -255,7 +255,7 @@ def logged_model(tmp_path, store_template, monkeypatch):
     Returns the Keras model and the logged model's URI; MLFLOW_TRACKING_URI names the store.
     """
     import mlflow
-    from idxdata import tiny_split
+    from helpers.idxdata import tiny_split
 
     from digits.model.networks import build_model
     from digits.params import load_params

@@ -1,7 +1,8 @@
 """Logging calls into one MLflow run: params, step metrics, data, files and the model.
 
 A ``Tracker`` is what ``digits.tracking.stage_run.new_run`` and ``model_run`` hand a stage; with
-tracking off every method does nothing, so a stage's code is the same either way. MLflow is
+tracking off they hand it a ``NullTracker``, whose methods do nothing, so a stage's code is the
+same either way. MLflow is
 imported inside the methods, only when there is a run.
 """
 
@@ -64,11 +65,9 @@ def uninterrupted(write: Callable) -> Callable:
 
 
 class Tracker:
-    """Logging calls into one MLflow run; every method does nothing when tracking is off."""
+    """Logging calls into one MLflow run (``NullTracker`` stands in when tracking is off)."""
 
-    def __init__(
-        self, run_id: str | None = None, store: Store | None = None, resumed: bool = False
-    ):
+    def __init__(self, run_id: str, store: Store | None = None, resumed: bool = False):
         self.run_id = run_id
         self.store = store
         self.model_uri: str | None = None  # set by log_model
@@ -76,8 +75,6 @@ class Tracker:
         self.kept_run_id: str | None = None  # the model is unchanged: the run file keeps it
 
     def __str__(self) -> str:
-        if self.run_id is None:
-            return "MLflow tracking is off (tracking.enabled: false)"
         return f"MLflow run {self.run_id} in {self.store.tracking_uri}"
 
     @uninterrupted
@@ -88,8 +85,6 @@ class Tracker:
         value (only ``evaluate`` changed, say), the first value stays and the tag
         ``rerun.<key>`` holds the one the latest rerun used.
         """
-        if self.run_id is None:
-            return
         import mlflow
 
         client = mlflow.MlflowClient()
@@ -112,8 +107,6 @@ class Tracker:
     @uninterrupted
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Tag the run with ``tags`` (values as strings)."""
-        if self.run_id is None:
-            return
         import mlflow
 
         mlflow.set_tags({key: str(value) for key, value in tags.items()})
@@ -121,8 +114,6 @@ class Tracker:
     @uninterrupted
     def log_step(self, step: int, values: Mapping[str, float]) -> None:
         """Log the metrics of one evaluation during training at its ``step``."""
-        if self.run_id is None:
-            return
         import mlflow
 
         mlflow.log_metrics({name: float(value) for name, value in values.items()}, step=step)
@@ -131,7 +122,7 @@ class Tracker:
     def log_missing_steps(self, steps: list[tuple[int, Mapping[str, float]]]) -> None:
         """Log the ``(step, metrics)`` the run does not hold yet (resuming: the checkpoint is
         written before its row is logged, so the run may lack the last one, never more)."""
-        if self.run_id is None or not steps:
+        if not steps:
             return
         import mlflow
 
@@ -145,8 +136,6 @@ class Tracker:
     @uninterrupted
     def log_metrics(self, values: Mapping[str, Any], prefix: str) -> None:
         """Log the top-level numbers of a metrics file, named ``prefix + key``."""
-        if self.run_id is None:
-            return
         import mlflow
 
         mlflow.log_metrics(top_level_metrics(values, prefix))
@@ -165,8 +154,6 @@ class Tracker:
         ``<dataset>-<split>`` (context: the split), its digest the file's MD5, so the runs
         page's Dataset column shows it.
         """
-        if self.run_id is None:
-            return
         import mlflow
 
         digests = {split: file_md5(path) for split, path in files.items()}
@@ -204,8 +191,6 @@ class Tracker:
         Raises:
             PipelineError: The disk where the artifacts go is full.
         """
-        if self.run_id is None:
-            return
         import mlflow
 
         cwd = Path.cwd().resolve()
@@ -262,8 +247,6 @@ class Tracker:
         Returns:
             The logged model's URI (``models:/m-...``), or None with tracking off.
         """
-        if self.run_id is None:
-            return None
         import tempfile
 
         import mlflow
@@ -293,3 +276,22 @@ class Tracker:
                 )
         self.model_uri = logged.model_uri
         return logged.model_uri
+
+
+class NullTracker(Tracker):
+    """The tracker of a stage with tracking off: the same calls, none of which logs anything."""
+
+    run_id = store = model_uri = kept_run_id = None
+    resumed = False
+
+    def __init__(self) -> None:
+        pass
+
+    def __str__(self) -> str:
+        return "MLflow tracking is off (tracking.enabled: false)"
+
+    def _nothing(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    log_params = set_tags = log_step = log_missing_steps = log_metrics = _nothing
+    log_data = log_files = log_model = _nothing

@@ -25,7 +25,7 @@ from pathlib import Path
 from digits.errors import DataError, PipelineError, Terminated
 from digits.params import TrackingParams
 from digits.runtime.atomic import Outputs
-from digits.tracking.logger import Tracker, uninterrupted
+from digits.tracking.logger import NullTracker, Tracker, uninterrupted
 from digits.tracking.mlflow_store import Store, StoreError, resolve_store
 from digits.tracking.run_values import git_commit, run_tags
 from digits.tracking.store_access import find_run, open_store
@@ -101,7 +101,7 @@ def new_run(
     """
     if not tracking.enabled:
         with outputs:
-            yield Tracker()
+            yield NullTracker()
             outputs.write_json(run_file, {"run_id": None})
         return
     import mlflow
@@ -174,7 +174,7 @@ def model_run(
         outputs = Outputs()
     if not tracking.enabled:
         with outputs:
-            yield Tracker()
+            yield NullTracker()
         return
     run_id = read_run_file(run_file)
     if run_id is None:

@@ -1,8 +1,9 @@
 """Checking a store before MLflow touches it, and its failures as one line.
 
 An embedded ``mlflow.db`` must be an intact MLflow database (MLflow would otherwise fail with a
-traceback, or build a new schema into it), and its artifact locations are moved along when the
-workspace folder was moved or copied; a tracking server must answer within seconds. Every HTTP
+traceback, or build a new schema into it), and must keep its artifacts in the workspace it is in
+(a store moved or copied with its workspace still names the old folder); a tracking server must
+answer within seconds. Every HTTP
 call MLflow makes is bounded by its own ``MLFLOW_HTTP_REQUEST_TIMEOUT`` and
 ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, which get small defaults (``REQUEST_DEFAULTS``) unless the
 user set them. A store that fails inside ``store_errors`` ends the stage with one
@@ -16,8 +17,8 @@ import logging
 import os
 import socket
 import sqlite3
-import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
@@ -31,14 +32,6 @@ PROBE_SECONDS = 5.0  # how long the server may take to answer the check before a
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _SQLITE_FULL = "database or disk is full"  # SQLite's message for SQLITE_FULL (ENOSPC)
 _MLFLOW_TABLES = {"alembic_version", "experiments", "runs"}
-# Columns of MLflow's schema that hold artifact locations (file: URIs for an embedded store).
-_LOCATION_COLUMNS = (
-    ("experiments", "artifact_location"),
-    ("runs", "artifact_uri"),
-    ("logged_models", "artifact_location"),
-    ("model_versions", "storage_location"),
-    ("model_versions", "source"),
-)
 
 
 def bound_requests(environ: MutableMapping[str, str]) -> None:
@@ -123,46 +116,6 @@ def check_database(database: Path) -> None:
 _TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
 
 
-def relocate_artifacts(database: Path, artifact_root: str) -> list[str]:
-    """Point the artifact locations of a moved or copied store at ``artifact_root``.
-
-    An embedded store records absolute locations (``file:///old/mlartifacts/...``); after
-    ``mv old new`` MLflow would log into ``old/mlartifacts`` again, outside the workspace. Every
-    location under another folder's ``mlartifacts`` is rewritten to the same place under
-    ``artifact_root``, which is where the moved files are.
-
-    Returns:
-        The artifact roots that were replaced (none when the store did not move).
-    """
-    if not database.exists():
-        return []
-    with contextlib.closing(sqlite3.connect(database)) as db, db:
-        tables = {row[0] for row in db.execute(_TABLES)}
-        if "experiments" not in tables:
-            return []
-        moved = sorted(
-            {
-                location
-                for (location,) in db.execute("SELECT artifact_location FROM experiments")
-                if location
-                and location.startswith("file:///")
-                and location.rstrip("/").endswith(f"/{STORE_ARTIFACTS}")
-                and location.rstrip("/") != artifact_root
-            }
-        )
-        for old in (location.rstrip("/") for location in moved):
-            for table, column in _LOCATION_COLUMNS:
-                if table not in tables:
-                    continue
-                # Compare prefixes exactly: LIKE would read % and _ in a path as wildcards.
-                db.execute(
-                    f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
-                    f"WHERE {column} = ? OR substr({column}, 1, ?) = ?",
-                    (artifact_root, len(old) + 1, old, len(old) + 1, f"{old}/"),
-                )
-    return moved
-
-
 def check_inside(store: Store, location: str, what: str) -> None:
     """Refuse an artifact location of an embedded store outside its ``mlartifacts`` folder.
 
@@ -172,11 +125,33 @@ def check_inside(store: Store, location: str, what: str) -> None:
     root = store.artifact_location
     if root is None or location == root or location.startswith(f"{root}/"):
         return
+    old_workspace = _workspace_of(location)
+    if old_workspace is not None:
+        database = database_path(store)
+        raise StoreError(
+            f"{database} was made in {old_workspace}, and this workspace is {database.parent}: "
+            "MLflow records artifact locations as absolute paths and cannot change them, so "
+            f"nothing is logged into the old folder. Move the workspace back to {old_workspace}, "
+            f"or set this store aside and start a new one here (`mv '{database}' "
+            f"'{database}.moved' && mv '{database.parent / STORE_ARTIFACTS}' "
+            f"'{database.parent / STORE_ARTIFACTS}.moved'`)"
+        )
     raise StoreError(
         f"{what} keeps its artifacts in {location}, outside this workspace's {root}; nothing "
         "is logged outside the workspace: set tracking.experiment to a new name, or "
         "MLFLOW_TRACKING_URI to the store this one belongs to"
     )
+
+
+def _workspace_of(location: str) -> Path | None:
+    """The workspace whose embedded store's artifacts ``location`` is under, if it is one."""
+    if not location.startswith("file://"):
+        return None
+    path = Path(urllib.parse.unquote(urllib.parse.urlparse(location).path))
+    for folder in (path, *path.parents):
+        if folder.name == STORE_ARTIFACTS:
+            return folder.parent
+    return None
 
 
 def prepare(store: Store) -> None:
@@ -194,12 +169,6 @@ def prepare(store: Store) -> None:
         check_server(store.tracking_uri)
         return
     check_database(database)
-    for old in relocate_artifacts(database, store.artifact_location):
-        print(
-            f"{database}: the workspace was moved or copied; artifact locations under {old} "
-            f"now point to {store.artifact_location}",
-            file=sys.stderr,
-        )
 
 
 def _drop_logged_tracebacks(record: logging.LogRecord) -> bool:
