@@ -1,16 +1,15 @@
-"""make demo: a drawn digit is recognised in a real browser, offline; photos answer as
-digits-predict does; the model is loaded the checked way.
+"""make demo end to end: a drawn one and zero are recognised in a real browser with the
+network off, a photo answers as digits-predict does, the address printed opens the page, and
+make passes MODEL and PORT as typed.
 
-The model is trained here on synthetic digits drawn as strokes (ones as slanted bars, zeros as
-rings), prepared by the page's own preparation. The browser test saves its screenshots into
-``$DEMO_SCREENSHOTS`` when set (docs/images/ holds the documentation's), else into the test's
-temporary folder.
+The model is trained here on digits drawn as strokes (``helpers.strokes``). The browser test
+saves its screenshots into ``$DEMO_SCREENSHOTS`` when set (docs/images/ holds the
+documentation's), else into the test's temporary folder.
 """
 
 from __future__ import annotations
 
 import http.server
-import json
 import math
 import os
 import re
@@ -23,27 +22,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pytest
-from browser import chromium
-from makeruns import make_calls
-from PIL import Image, ImageDraw
+from helpers.browser import chromium
+from helpers.makeruns import make_calls
+from helpers.paths import REPO_ROOT
+from helpers.strokes import photo_of_a_zero, predict_cli, top_three, train_stroke_model
 
-from digits.data.arrays import Split
-from digits.errors import PipelineError
-from digits.model import training
-from digits.model.networks import build_model
-from digits.params import load_params
-from digits.params import replace as params_replace
 from digits.runtime.local_servers import answers, free_port, running
-from digits.serving import demo, demo_model
-from digits.serving.images import prepare_image, to_training_format
-from digits.serving.predict import run as predict_run
+from digits.serving import demo
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-PARAMS = REPO_ROOT / "params.yaml"
-DIGITS = tuple("0123456789")
 # An answer line of the page: three "name (probability)" in digits-predict's format, joined
 # by ", "; ANSWER_ITEM finds each (the separator is not part of a name).
 NAME_AND_PROBABILITY = r"(.+?) \((\d\.\d{4})\)"
@@ -51,129 +39,10 @@ ANSWER = re.compile(rf"{NAME_AND_PROBABILITY}(, {NAME_AND_PROBABILITY}){{2}}")
 ANSWER_ITEM = re.compile(rf"(?:^|, ){NAME_AND_PROBABILITY}")
 
 
-def stroke_digit(label: int, rng: np.random.Generator, paper: int = 255) -> Image.Image:
-    """A 280x280 grey picture of a one (a slanted bar) or a zero (a ring), dark on ``paper``."""
-    image = Image.new("L", (280, 280), paper)
-    draw = ImageDraw.Draw(image)
-    width = int(rng.integers(12, 30))
-    if label == 1:
-        x, slant = rng.uniform(100, 180), rng.uniform(-40, 40)
-        top, bottom = rng.uniform(30, 80), rng.uniform(200, 250)
-        draw.line([(x + slant / 2, top), (x - slant / 2, bottom)], fill=0, width=width)
-    else:
-        centre_x, centre_y = rng.uniform(110, 170, size=2)
-        radius_x, radius_y = rng.uniform(40, 80), rng.uniform(70, 110)
-        box = [centre_x - radius_x, centre_y - radius_y, centre_x + radius_x, centre_y + radius_y]
-        draw.ellipse(box, outline=0, width=width)
-    return image
-
-
-def stroke_split(count: int, seed: int) -> Split:
-    """``count`` stroke digits, ones and zeros in turn, in the training format."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(count) % 2
-    images = [to_training_format(stroke_digit(int(label), rng)) for label in labels]
-    return Split(np.stack(images)[..., None], np.eye(10, dtype=np.float32)[labels], DIGITS)
-
-
-def small_params(**changes):
-    params = load_params(PARAMS, sections=("train",)).train
-    return params_replace(
-        params, **{"conv1_filters": 8, "conv2_filters": 8, "fc_size": 16, **changes}
-    )
-
-
 @pytest.fixture(scope="module")
 def stroke_model(tmp_path_factory) -> Path:
-    """A small CNN trained on 300 stroke digits that tells a one from a zero; its .keras file,
-    where the train stage writes it in a workspace (``models/model.keras``)."""
-    params = small_params(steps=120, eval_every=60, learning_rate=1e-3, batch_size=32)
-    result = training.train(params, stroke_split(300, seed=1), stroke_split(40, seed=2))
-    assert result.metrics["val_accuracy"] == 1.0, result.metrics
-    path = tmp_path_factory.mktemp("workspace") / "models" / "model.keras"
-    path.parent.mkdir()
-    result.model.save(path)
-    return path
-
-
-@pytest.fixture
-def photo_of_a_zero(tmp_path) -> Path:
-    """A PNG of a zero drawn dark on grey paper, larger than 28x28."""
-    path = tmp_path / "zero.png"
-    stroke_digit(0, np.random.default_rng(7), paper=215).save(path)
-    return path
-
-
-def predict_cli(capsys, path: Path, model: Path) -> np.ndarray:
-    """digits-predict's probabilities for one file."""
-    assert predict_run([str(path), "--model", str(model), "--dataset", "mnist", "--json"]) == 0
-    (line,) = capsys.readouterr().out.splitlines()
-    return np.array(json.loads(line)["probabilities"])
-
-
-def top_three(probabilities: np.ndarray) -> list[tuple[str, str]]:
-    """The three most likely digits and their probabilities as the page prints them."""
-    order = np.argsort(-probabilities, kind="stable")[:3]
-    return [(DIGITS[i], f"{probabilities[i]:.4f}") for i in order]
-
-
-def test_a_photo_is_prepared_and_predicted_exactly_as_digits_predict_does(
-    stroke_model, photo_of_a_zero, capsys
-):
-    model = demo_model.load_demo_model(str(stroke_model), "mnist", PARAMS)
-    result = demo_model.answer(model, photo_of_a_zero)
-    np.testing.assert_array_equal(result.image, prepare_image(photo_of_a_zero))
-    expected = predict_cli(capsys, photo_of_a_zero, stroke_model)
-    np.testing.assert_allclose(result.probabilities, expected, rtol=0, atol=1e-12)
-    assert [(name, f"{p:.4f}") for name, p in result.top] == top_three(expected)
-    assert result.top[0][0] == "0"
-    # The first conv block's output, one tile per filter, beside the input as visualize draws.
-    assert len(demo_model.layer_figure(model, result).axes) > small_params().conv1_filters
-
-
-def test_the_page_says_why_a_file_is_not_predicted(stroke_model, tmp_path):
-    model = demo_model.load_demo_model(str(stroke_model), "mnist", PARAMS)
-    text = tmp_path / "notes.png"
-    text.write_text("not an image\n")
-    assert demo.page_outputs(model, text) == (
-        None, None, "Not predicted: not a PNG or JPEG image.", None
-    )  # fmt: skip
-    assert demo.layer_picture(model, None) is None
-    assert demo.page_outputs(model, None) == (None, None, demo.INSTRUCTIONS, None)
-
-
-def test_a_cleared_canvas_is_no_drawing():
-    blank = {"composite": Image.new("RGB", (40, 40), "white")}
-    assert demo.drawing_file(blank) is None
-    dot = Image.new("RGB", (40, 40), "white")
-    dot.putpixel((20, 20), (0, 0, 0))
-    assert demo.drawing_file({"composite": dot}).read(8) == b"\x89PNG\r\n\x1a\n"
-
-
-def test_a_missing_or_foreign_model_file_is_refused_in_one_line(tmp_path):
-    with pytest.raises(PipelineError, match=r"model missing\.keras: missing\.keras not found"):
-        demo_model.load_demo_model("missing.keras", "mnist", PARAMS)
-    (tmp_path / "model.h5").write_bytes(b"not loaded")
-    with pytest.raises(PipelineError, match=r"only \.keras models are loaded"):
-        demo_model.load_demo_model(str(tmp_path / "model.h5"), "mnist", PARAMS)
-
-
-def test_a_champion_from_the_store_is_loaded_checked_and_a_swapped_file_refused(logged_model):
-    keras_model, uri = logged_model
-    client = mlflow.MlflowClient()
-    version = mlflow.register_model(uri, "digits-cnn")
-    client.set_registered_model_alias("digits-cnn", "champion", version.version)
-    model = demo_model.load_demo_model("models:/digits-cnn@champion", "mnist", PARAMS)
-    image = np.random.default_rng(0).random((1, 28, 28, 1), dtype=np.float32)
-    np.testing.assert_array_equal(
-        model.keras_model.predict_on_batch(image), keras_model.predict_on_batch(image)
-    )
-    # Someone who can write the artifact store swaps the .keras file: refused by its digest.
-    logged = client.get_logged_model(uri.removeprefix("models:/"))
-    folder = Path(logged.artifact_location.removeprefix("file://"))
-    build_model(small_params(seed=small_params().seed + 1)).save(folder / "data" / "model.keras")
-    with pytest.raises(PipelineError, match="SHA-256 differs"):
-        demo_model.load_demo_model("models:/digits-cnn@champion", "mnist", PARAMS)
+    """``helpers.strokes.train_stroke_model``'s .keras file, in a workspace of its own."""
+    return train_stroke_model(tmp_path_factory.mktemp("workspace"))
 
 
 def hostile(marker: Path) -> str:
@@ -358,11 +227,12 @@ def wait_for_pictures(driver) -> None:
 
 @pytest.mark.slow
 def test_a_drawn_one_and_zero_are_recognised_and_a_photo_answers_as_digits_predict(
-    stroke_model, photo_of_a_zero, recording_proxy, tmp_path, capsys
+    stroke_model, recording_proxy, tmp_path, capsys
 ):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    photo = photo_of_a_zero(tmp_path)
     text_file = tmp_path / "notes.png"
     text_file.write_text("not an image\n")
     screenshots = Path(os.environ.get("DEMO_SCREENSHOTS") or tmp_path / "screenshots")
@@ -413,7 +283,7 @@ def test_a_drawn_one_and_zero_are_recognised_and_a_photo_answers_as_digits_predi
         WebDriverWait(driver, 60).until(
             lambda d: d.find_element(By.ID, "answer").text.strip() == demo.INSTRUCTIONS
         )
-        upload_file(driver, photo_of_a_zero)
+        upload_file(driver, photo)
         uploaded = next_answer(driver, demo.INSTRUCTIONS)
         wait_for_pictures(driver)
         driver.save_screenshot(str(screenshots / "demo-upload.png"))
@@ -421,7 +291,7 @@ def test_a_drawn_one_and_zero_are_recognised_and_a_photo_answers_as_digits_predi
             "return performance.getEntriesByType('resource').map(e => e.name)"
         )
     assert server.returncode == 0, f"the demo did not stop cleanly on SIGTERM:\n{log.read_text()}"
-    assert uploaded == top_three(predict_cli(capsys, photo_of_a_zero, stroke_model))
+    assert uploaded == top_three(predict_cli(capsys, photo, stroke_model))
     assert resources and all(url.startswith(f"{base}/") for url in resources), resources
     assert recording_proxy.requests == [], "the demo's server tried to reach the internet"
     assert f"demo of models/model.keras on {base} " in log.read_text()
