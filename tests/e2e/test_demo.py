@@ -74,6 +74,7 @@ def test_make_demo_passes_model_and_port_as_typed_and_runs_nothing(tmp_path):
     assert not marker.exists(), "make demo ran a command from a value"
 
 
+@pytest.mark.slow
 def test_the_printed_address_answers_as_soon_as_it_is_printed(stroke_model, tmp_path):
     log = tmp_path / "demo.log"
     command = [sys.executable, "-m", "digits.serving.demo", "--model", str(stroke_model),
