@@ -184,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
+    check_revision(args.base, Path.cwd())  # before the hint, which takes any name for a commit
     hint = uncommitted_hint(args.base, Path.cwd())
     if hint:
         print(hint)

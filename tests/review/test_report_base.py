@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from helpers.paths import REPO_ROOT
 
 from review.dvcdata import same_commit_note
 
@@ -53,3 +55,16 @@ def test_another_commit_gets_none(repo):
     git(repo, "switch", "-q", "-c", "wider")
     commit(repo, "fc_size: 512\n")
     assert same_commit_note("main", repo) is None
+
+
+def test_a_base_that_is_no_commit_is_refused_without_the_commit_hint(repo):
+    result = subprocess.run(
+        [sys.executable, "-m", "review.report", "--base", "main-typo"],
+        cwd=repo,
+        env={**ENV, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "BASE 'main-typo' is not a commit" in result.stderr
+    assert "holds no pipeline results" not in result.stdout
