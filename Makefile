@@ -72,14 +72,15 @@ install-demo: $(VENV)/.installed-demo
 repro: install plots-page
 	$(BIN)/dvc repro
 
-# The whole pipeline on a few steps, as an experiment (params.yaml then holds these two values:
-# `git checkout params.yaml` before the full run). QUICK_STEPS / QUICK_EVAL_EVERY change them.
+# The whole pipeline on a few steps, as an experiment (params.yaml then holds these two values;
+# the last line gives the command for the full run, digits/tracking/quick_hint.py).
+# QUICK_STEPS / QUICK_EVAL_EVERY change them.
 QUICK_STEPS ?= 500
 QUICK_EVAL_EVERY ?= 100
 quick: install
 	$(BIN)/dvc exp run -S train.steps=$(QUICK_STEPS) -S train.eval_every=$(QUICK_EVAL_EVERY)
-	@echo "quick run done; params.yaml now says train.steps=$(QUICK_STEPS), train.eval_every=$(QUICK_EVAL_EVERY):" \
-		"for the full run: git checkout params.yaml && make repro"
+	@printf '%s ' "quick run done; params.yaml now says train.steps=$(QUICK_STEPS), train.eval_every=$(QUICK_EVAL_EVERY):"
+	@$(BIN)/python -m digits.tracking.quick_hint
 
 # The experiments of the current commit, readable in 80 columns, queued ones included: the
 # params that differ and the headline metrics (test and validation accuracy); DVC's Created,
