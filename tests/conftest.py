@@ -231,14 +231,21 @@ def store_template(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def committed_template(tmp_path_factory) -> ProjectCopy:
-    """A project copy after a complete `dvc repro`, committed; built once per session."""
+def first_full_run(tmp_path_factory) -> tuple[ProjectCopy, str]:
+    """A fresh project copy after its first complete `dvc repro`, committed, and what that
+    `dvc repro` printed; built once per session."""
     base = tmp_path_factory.mktemp("committed")
     template = make_project(base / "project", make_tiny_mirror(base))
-    template.run("dvc", "repro")
+    printed = template.run("dvc", "repro").stdout
     template.run("git", "add", "-A")
     template.run("git", "commit", "-q", "-m", "baseline run")
-    return template
+    return template, printed
+
+
+@pytest.fixture(scope="session")
+def committed_template(first_full_run: tuple[ProjectCopy, str]) -> ProjectCopy:
+    """A project copy after a complete `dvc repro`, committed; built once per session."""
+    return first_full_run[0]
 
 
 @pytest.fixture
