@@ -9,8 +9,8 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export TORCH TORCH_INDEX TORCH_FIND_LINKS
 
-.PHONY: lock install install-test install-team install-search stack stack-servers stack-down repro report check-pipeline test test-extended
-.PHONY: lint format browser ui clean-venv serve promote check-metrics best search exps quick docs
+.PHONY: lock install install-test install-team install-search install-demo stack stack-servers stack-down repro report check-pipeline test test-extended
+.PHONY: lint format browser ui clean-venv serve demo promote check-metrics best search exps quick docs
 
 # Installs come from uv.lock, one lock for Linux (x86_64, aarch64), macOS arm64 and Windows,
 # with uv, itself installed at a pinned version into build/uv by any Python 3
@@ -42,7 +42,7 @@ $(VENV)/.installed-test: uv.lock pyproject.toml digits/runtime/venv_hook.py | $(
 	$(SYNC) --extra test --extra team
 	$(HOOK)
 	touch $@ $(VENV)/.installed $(VENV)/.installed-team $(VENV)/.installed-search \
-		$(VENV)/.installed-docs
+		$(VENV)/.installed-docs $(VENV)/.installed-demo
 
 $(VENV)/.installed-team: uv.lock pyproject.toml digits/runtime/venv_hook.py | $(UV)
 	$(SYNC) --extra team
@@ -54,6 +54,11 @@ $(VENV)/.installed-search: uv.lock pyproject.toml digits/runtime/venv_hook.py | 
 	$(HOOK)
 	touch $@ $(VENV)/.installed
 
+$(VENV)/.installed-demo: uv.lock pyproject.toml digits/runtime/venv_hook.py | $(UV)
+	$(SYNC) --extra demo
+	$(HOOK)
+	touch $@ $(VENV)/.installed
+
 # The lock again after a change to pyproject.toml's dependencies; UPGRADE=1: newest releases.
 lock: | $(UV)
 	$(UV) lock $(if $(UPGRADE),--upgrade)
@@ -62,18 +67,20 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 install-team: $(VENV)/.installed-team
 install-search: $(VENV)/.installed-search
+install-demo: $(VENV)/.installed-demo
 
 repro: install plots-page
 	$(BIN)/dvc repro
 
-# The whole pipeline on a few steps, as an experiment (params.yaml then holds these two values:
-# `git checkout params.yaml` before the full run). QUICK_STEPS / QUICK_EVAL_EVERY change them.
+# The whole pipeline on a few steps, as an experiment (params.yaml then holds these two values;
+# the last line gives the command for the full run, digits/tracking/quick_hint.py).
+# QUICK_STEPS / QUICK_EVAL_EVERY change them.
 QUICK_STEPS ?= 500
 QUICK_EVAL_EVERY ?= 100
 quick: install
 	$(BIN)/dvc exp run -S train.steps=$(QUICK_STEPS) -S train.eval_every=$(QUICK_EVAL_EVERY)
-	@echo "quick run done; params.yaml now says train.steps=$(QUICK_STEPS), train.eval_every=$(QUICK_EVAL_EVERY):" \
-		"for the full run: git checkout params.yaml && make repro"
+	@printf '%s ' "quick run done; params.yaml now says train.steps=$(QUICK_STEPS), train.eval_every=$(QUICK_EVAL_EVERY):"
+	@$(BIN)/python -m digits.tracking.quick_hint
 
 # The experiments of the current commit, readable in 80 columns, queued ones included: the
 # params that differ and the headline metrics (test and validation accuracy); DVC's Created,
@@ -153,6 +160,14 @@ serve: export MODEL := $(MODEL)
 serve: export PORT := $(PORT)
 serve: install
 	$(BIN)/python -m digits.serving.server --port "$$PORT" $(if $(MODEL),--model "$$MODEL")
+
+# A page to draw a digit on, with the network's view, top three and first layer
+# (docs/using-the-model.md), on 127.0.0.1: PORT if given, else a free port; it prints the address.
+# MODEL: a .keras file or an MLflow model URI; default models/model.keras.
+demo: export MODEL := $(MODEL)
+demo: export DEMO_PORT := $(if $(filter file,$(origin PORT)),0,$(PORT))
+demo: install-demo
+	$(BIN)/python -m digits.serving.demo --port "$$DEMO_PORT" $(if $(MODEL),--model "$$MODEL")
 
 # Fails when test accuracy fell by more than ALLOWED_DROP against BASE (docs/using-the-model.md).
 check-metrics: install

@@ -86,6 +86,29 @@ def check_revision(base: str, cwd: Path) -> None:
         )
 
 
+def same_commit_note(base: str, cwd: Path) -> str | None:
+    """A line saying that ``base`` is the commit checked out, so the review shows only what is
+    not committed yet (a change committed on ``main`` itself, reviewed with ``BASE=main``);
+    None when ``base`` is another commit."""
+    commits = [
+        subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        for revision in (base, "HEAD")
+    ]
+    if not commits[0] or commits[0] != commits[1]:
+        return None
+    return (
+        f"note: BASE {base!r} is the commit checked out (HEAD), so the review shows only "
+        "uncommitted changes; to review committed work, make the change on a branch "
+        "(git switch -c <name>) and compare with main, or compare with the commit before it "
+        "(BASE=HEAD~1)"
+    )
+
+
 def flat_keys(tree: dict, prefix: str = "") -> Iterator[str]:
     """Dotted keys of a nested dict in file order, as DVC names them."""
     for key, value in tree.items():

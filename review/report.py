@@ -29,6 +29,7 @@ from review.dvcdata import (
     metric_changes,
     param_changes,
     plot_data,
+    same_commit_note,
 )
 from review.figures import confusion_counts, confusion_figure, curve_figure
 from review.gate import DEFAULT_ALLOWED_DROP, allowed_drop_value, judge, report_line
@@ -183,10 +184,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
+    check_revision(args.base, Path.cwd())  # before the hint, which takes any name for a commit
     hint = uncommitted_hint(args.base, Path.cwd())
     if hint:
         print(hint)
     review = gather(args.base, Path.cwd(), args.allowed_drop)
+    note = same_commit_note(args.base, Path.cwd())
+    if note:
+        print(note)
     image_folder = args.out.parent / args.out.stem  # report.md -> report/
     images = write_images(review, image_folder)
     with atomic_open(args.out) as stream:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from helpers.idxdata import write_dataset
+from helpers.paths import REPO_ROOT
 from ruamel.yaml import YAML
 
 from digits.data.catalog import load_dataset
@@ -25,8 +26,18 @@ from digits.runtime.cpu import prefer_onednn
 
 def pytest_configure(config):
     """Tests that run TensorFlow in-process use the kernels the stages choose
-    (``digits.entry``): set before any test module imports TensorFlow."""
+    (``digits.entry``): set before any test module imports TensorFlow.
+
+    Only ``digits`` is installed; ``stages``, ``review``, ``search`` and ``teamstack`` are the
+    checkout's scripts, which a user runs from its root. A test that runs one as a process from
+    a scratch folder finds them through ``PYTHONPATH`` (after that folder: a project copy's own
+    scripts come first).
+    """
     prefer_onednn()
+    checkout = str(REPO_ROOT)
+    paths = [path for path in os.environ.get("PYTHONPATH", "").split(os.pathsep) if path]
+    if checkout not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([*paths, checkout])
 
 
 @dataclass
@@ -143,7 +154,6 @@ def http_server() -> Iterator[FakeServer]:
     server.server_close()
 
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # Small enough that the whole pipeline runs in seconds on generated data.
 TINY_PARAMS = {
     "data": {"dataset": "tiny", "validation_size": 20},
@@ -221,14 +231,21 @@ def store_template(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def committed_template(tmp_path_factory) -> ProjectCopy:
-    """A project copy after a complete `dvc repro`, committed; built once per session."""
+def first_full_run(tmp_path_factory) -> tuple[ProjectCopy, str]:
+    """A fresh project copy after its first complete `dvc repro`, committed, and what that
+    `dvc repro` printed; built once per session."""
     base = tmp_path_factory.mktemp("committed")
     template = make_project(base / "project", make_tiny_mirror(base))
-    template.run("dvc", "repro")
+    printed = template.run("dvc", "repro").stdout
     template.run("git", "add", "-A")
     template.run("git", "commit", "-q", "-m", "baseline run")
-    return template
+    return template, printed
+
+
+@pytest.fixture(scope="session")
+def committed_template(first_full_run: tuple[ProjectCopy, str]) -> ProjectCopy:
+    """A project copy after a complete `dvc repro`, committed; built once per session."""
+    return first_full_run[0]
 
 
 @pytest.fixture

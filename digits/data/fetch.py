@@ -158,17 +158,35 @@ def _copy(
     return check.problem()
 
 
+def mirror_folders_holding(data_mirror: str, file_name: str) -> list[str]:
+    """The dataset folders of a local ``DATA_MIRROR`` (a path or ``file://`` URL) that hold
+    ``file_name``, sorted; none for an ``http(s)`` mirror or a folder that does not exist."""
+    parsed = urllib.parse.urlparse(data_mirror)
+    if parsed.scheme in ("http", "https"):
+        return []
+    if parsed.scheme == "file":
+        root = Path(urllib.request.url2pathname(parsed.path))
+    else:
+        root = Path(data_mirror).expanduser().resolve()
+    if not root.is_dir():
+        return []
+    return sorted(path.parent.name for path in root.glob(f"*/{file_name}"))
+
+
 def download_file(
     remote: RemoteFile,
     bases: list[str],
     destination: Path,
     settings: FetchSettings,
     data_mirror: str | None = None,
+    dataset_name: str | None = None,
 ) -> str:
     """Make ``destination/remote.name`` a verified copy, fetching it if needed.
 
     ``data_mirror``: the ``DATA_MIRROR`` in use (its base is among ``bases``), named in the
     error so that a user who set it checks what it holds rather than setting it again.
+    ``dataset_name``: the dataset the file belongs to; when the mirror lacks it but holds the
+    file of another dataset, the error names that one and the param that selects it.
 
     Returns:
         Where the file came from (a URL), or ``"already present"``.
@@ -201,6 +219,17 @@ def download_file(
             f"<dataset>/{remote.name}, a copy that passes the checks above (see README, "
             "'Offline use'), or check the network."
         )
+        others = [
+            name
+            for name in mirror_folders_holding(data_mirror, remote.name)
+            if name != dataset_name
+        ]
+        if dataset_name and others:
+            advice += (
+                f" It holds {', '.join(f'{name}/{remote.name}' for name in others)} but no "
+                f"{dataset_name}/{remote.name}: to train on {others[0]}, set "
+                f"`dataset: {others[0]}` in the data section of params.yaml."
+            )
     else:
         advice = (
             "\nSet DATA_MIRROR to a folder or URL holding <dataset>/<file>.gz "
@@ -221,6 +250,6 @@ def download_dataset(
     bases = source_bases(dataset, data_mirror)
     for remote in dataset.files:
         started = time.perf_counter()
-        origin = download_file(remote, bases, destination, settings, data_mirror)
+        origin = download_file(remote, bases, destination, settings, data_mirror, dataset.name)
         seconds = time.perf_counter() - started
         print(f"{dataset.name}/{remote.name}: {origin} (verified, {seconds:.1f}s)")

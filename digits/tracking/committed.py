@@ -21,8 +21,9 @@ from digits.runtime.stopping import run_stage
 # headline metrics of train and evaluate.
 RESULTS = ("dvc.lock", "metrics/train.json", "metrics/eval.json")
 # The results a run leaves for git: the lock, metrics/ and the plot data in plots/ (with the
-# .gitignore DVC writes there for the images it caches).
-COMMIT_COMMAND = 'git add dvc.lock metrics plots && git commit -m "Pipeline results"'
+# .gitignore DVC writes there for the images it caches), and the params that made them (an
+# edit such as the offline switch of data.dataset belongs with its results).
+COMMIT_COMMAND = 'git add dvc.lock metrics plots params.yaml && git commit -m "Pipeline results"'
 
 
 def missing_results(revision: str, cwd: Path) -> list[str]:

@@ -49,6 +49,7 @@ def commit_results(root: Path) -> None:
     for path in RESULTS:
         (root / path).parent.mkdir(exist_ok=True)
         (root / path).write_text("{}\n" if path.endswith(".json") else "schema: '2.0'\n")
+    (root / "params.yaml").write_text("data:\n  dataset: fashion-mnist\n")
     run(root, "sh", "-c", COMMIT_COMMAND.replace("plots", ""))  # no plots in this repository
 
 
@@ -56,6 +57,7 @@ def test_the_hint_names_what_to_commit_until_results_are_committed(fresh):
     hint = uncommitted_hint("HEAD", fresh)
     assert hint is not None and COMMIT_COMMAND in hint and "\n" not in hint
     assert all(path in hint for path in RESULTS)
+    assert "params.yaml" in hint, "the params that made the results are committed with them"
     commit_results(fresh)
     assert uncommitted_hint("HEAD", fresh) is None
     assert run(fresh, sys.executable, "-m", "digits.tracking.committed").stdout == ""
