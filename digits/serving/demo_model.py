@@ -65,8 +65,9 @@ def load_demo_model(model: str, dataset: str | None, params: Path) -> DemoModel:
         PipelineError: The model is missing, refused or damaged, or its dataset is unknown.
     """
     from digits.errors import DataError
+    from digits.serving.model_format import ModelFileError
     from digits.serving.predict import class_names_for, is_mlflow_uri
-    from digits.serving.pyfunc import ModelFileError, load_keras
+    from digits.serving.pyfunc import load_keras
 
     model_dataset = None
     try:
