@@ -264,7 +264,9 @@ def test_tracking_server_down_train_fails_fast_and_keeps_the_last_outputs(machin
     seconds = time.monotonic() - started
     print(f"train with the tracking server down: exit {failed.returncode} in {seconds:.1f} s")
     assert failed.returncode != 0
-    assert seconds < 30, failed.stderr
+    # Seconds, not minutes: MLflow's own defaults retry 7 times at 120 s. The bound leaves room
+    # for `dvc exp run` and TensorFlow's start-up on a loaded 2-core machine (36 s seen).
+    assert seconds < 60, failed.stderr
     assert uri in failed.stderr, failed.stderr
     assert "Traceback" not in failed.stderr, failed.stderr
     assert (a.root / "models" / "model.keras").read_bytes() == model
