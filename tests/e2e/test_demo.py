@@ -13,7 +13,6 @@ import http.server
 import math
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from helpers.makeruns import make_calls
 from helpers.paths import REPO_ROOT
 from helpers.strokes import photo_of_a_zero, predict_cli, top_three, train_stroke_model
 
-from digits.runtime.local_servers import answers, free_port, running
+from digits.runtime.local_servers import answers, free_port, running, stop
 from digits.serving import demo
 
 # An answer line of the page: three "name (probability)" in digits-predict's format, joined
@@ -93,12 +92,7 @@ def test_the_printed_address_answers_as_soon_as_it_is_printed(stroke_model, tmp_
             time.sleep(0.05)
         assert answers(f"{printed[1]}/"), "the address was printed before the page was served"
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop(server)
 
 
 class RecordingProxy:
